@@ -6,7 +6,8 @@ import { z } from 'zod';
  * Durations end in Ms or S, sizes in Bytes, so a YAML reader never has to guess.
  */
 
-const port = z.number().int().min(1).max(65535);
+/** 0 lets the OS pick a free port (tests); AI_AUDIOSOCKET then carries the real one. */
+const port = z.number().int().min(0).max(65535);
 const host = z.string().min(1).refine((v) => isIP(v) !== 0 || /^[A-Za-z0-9.-]+$/.test(v), {
   message: 'expected an IP address or host name',
 });
