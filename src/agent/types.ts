@@ -70,7 +70,10 @@ export interface AgentHandlers {
 export interface AgentSession {
   readonly formats: AgentFormats;
   readonly conversationId: string | undefined;
-  /** Media is flowing; lineFormat is what AudioSocket carries. Called once. */
+  /**
+   * Media is flowing; lineFormat is what AudioSocket carries. Called when media starts, and again
+   * if Asterisk turns out to carry another rate (the slin16 channel driver), so it must be idempotent.
+   */
   startMedia(lineFormat: AudioFormat): void;
   /** Caller audio in formats.input (or the line format for 'line'). */
   sendAudio(chunk: Buffer): void;

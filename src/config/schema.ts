@@ -150,7 +150,7 @@ const echoAgentSchema = z
 const overridesSchema = z
   .object({
     firstMessage: z.string().min(1).optional(),
-    language: z.string().regex(/^[a-z]{2,3}(-[A-Za-z]{2,4})?$/).optional(),
+    language: z.string().regex(/^[a-z]{2,3}(-[a-z]{2,4})?$/, 'expected an ElevenLabs language code such as en or pt-br').optional(),
     prompt: z.string().min(1).optional(),
     voiceId: z.string().min(1).optional(),
   })
@@ -198,6 +198,46 @@ const routeSchema = z
   })
   .strict();
 
+/**
+ * Where a dialer (VICIdial, OSdial) hands an answered call to ai-call: the generated context
+ * `<prefix>-dialer-<name>` reads the lead id the dialer carries, sets lead-field variables and runs
+ * the AI flow (docs/dialers.md). Cross-references (agent, transfers) are checked by the dialplan
+ * generator, which refuses a config that would produce broken dialplan.
+ */
+const dialerSchema = z
+  .object({
+    name: dialplanName,
+    kind: z.enum(['vicidial', 'osdial']),
+    /** The extension the dialer sends answered calls to (remote-agent External Extension, survey or call-menu target). */
+    extension: z.string().regex(/^[A-Za-z0-9*#+]{1,80}$/, 'expected a plain extension: letters, digits, "*", "#" or "+"'),
+    agent: dialplanName,
+    /** The dialer's own context (VICIdial servers.ext_context, default "default"; OSdial "osdial"); ai-call never originates through it. */
+    context: dialplanName.optional(),
+    /**
+     * Channel variables set before the agent is requested: NAME → a channel variable, CALLERID(num|name|…),
+     * CONNECTEDLINE(num|name), CHANNEL(accountcode|…) or CDR(accountcode|userfield), optionally `:offset[:length]`;
+     * or `=literal`. List the names in the agent's channelVariables to use them as {{vars.NAME}}.
+     */
+    leadFields: z
+      .record(
+        z.string().regex(/^(?!AI_)[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'expected a channel variable name not starting with AI_'),
+        z
+          .string()
+          .regex(
+            /^(?:=[A-Za-z0-9 _.:@+#*/-]{0,80}|(?:[A-Za-z_][A-Za-z0-9_]{0,63}|CALLERID\((?:num|name|ani|dnid|rdnis)\)|CONNECTEDLINE\((?:num|name)\)|CHANNEL\((?:accountcode|peeraccount|linkedid|language)\)|CDR\((?:accountcode|userfield)\))(?::-?[0-9]{1,3}(?::[0-9]{1,3})?)?)$/,
+            'expected VAR, CALLERID(num), CONNECTEDLINE(name), CHANNEL(accountcode), CDR(userfield) (optionally :offset[:length]) or =literal',
+          ),
+      )
+      .default({}),
+    /** The agent's transfers allowed from this dialer (same name and target as in the agent); default: all of them. */
+    transfers: z.record(dialplanName, transferTarget).optional(),
+    /** Where the caller goes when the agent cannot take the call; default: the agent's fallback. */
+    fallback: transferTarget.optional(),
+    /** Run the dialer's call_log FastAGI (127.0.0.1:4577) in the h extension, as the dialer's own contexts do. */
+    callLog: z.boolean().default(true),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     agi: agiSchema.default(agiSchema.parse({})),
@@ -215,6 +255,8 @@ export const configSchema = z
       .object({ prefix: dialplanName.default('ai-call'), agiHost: host.optional() })
       .strict()
       .default({ prefix: 'ai-call' }),
+    /** Dialers (VICIdial, OSdial) that hand answered calls to an agent; see docs/dialers.md. */
+    dialers: z.array(dialerSchema).optional(),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
