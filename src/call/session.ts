@@ -1,0 +1,652 @@
+/**
+ * One phone call between Asterisk and an agent: the only code that sees both sides.
+ *
+ *   Asterisk ──AudioSocket──► onAudio ──► uplink converter ──► agent.sendAudio ─────────────► agent
+ *   agent ──onAudio(chunk, eventId)──► downlink converter ──► playout buffer (20 ms frames)
+ *          ──► shared FrameClock tick ──► MediaConnection.sendAudio ──► Asterisk
+ *
+ * States: pending (UUID issued, waiting for Asterisk to connect) → live (media flowing) →
+ * draining (agent finished or transferred: play out what is queued) → ended (outcome kept for
+ * the result AGI). Every path ends in #end(), which releases every resource exactly once.
+ */
+import type { AgentConfig } from '../config/schema.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { Clock, TimerHandle } from '../audio/clock.js';
+import type { FrameClock, FrameListener } from '../audio/frame-clock.js';
+import type { AgentEnd, AgentHandlers, AgentProvider, AgentSession, CallContext, ToolCall, TranscriptEntry } from '../agent/types.js';
+import type { MediaConnection, MediaHandler } from '../asterisk/audiosocket/server.js';
+import type { CallEvent, CallEventSink, CallOutcome, CallResult, CallSource, CallStats } from './events.js';
+import { audioFormatName, bytesForMs, msForBytes, sameFormat, SLIN_16K, SLIN_8K, type AudioFormat } from '../audio/format.js';
+import { createConverter, type Converter } from '../audio/convert.js';
+import { PlayoutBuffer } from '../audio/playout.js';
+import { generateDtmf } from '../audio/dtmf.js';
+import { kindForSampleRate } from '../asterisk/audiosocket/protocol.js';
+import { BridgeError, describeError } from '../errors.js';
+import { formatTransferTarget } from './transfer.js';
+
+/** After the agent's last chunk, draining waits this long for more before hanging up (post-tool speech). */
+const DRAIN_QUIET_MS = 400;
+/** Caller audio counts as speech above this mean absolute sample value (about -36 dBFS). */
+const SPEECH_MEAN_ABS = 500;
+/** With no frame from Asterisk for this long, we feed the agent silence (protocols.md §4.7: 60 s without input ends the session). */
+const UPLINK_IDLE_MS = 100;
+const DTMF_DIGITS = /^[0-9*#A-D]{1,32}$/;
+
+type PendingEnd = { readonly result: CallResult; readonly reason: string; readonly transferTo?: string; readonly error?: string };
+
+type CallState =
+  | { readonly name: 'pending'; readonly expiryTimer: TimerHandle }
+  | { readonly name: 'live'; readonly media: MediaConnection }
+  | { readonly name: 'draining'; readonly media: MediaConnection; readonly end: PendingEnd; readonly deadline: number }
+  | { readonly name: 'ended'; readonly outcome: CallOutcome };
+
+export interface CallSessionOptions {
+  readonly callId: string;
+  readonly agentName: string;
+  readonly agentConfig: AgentConfig;
+  readonly context: CallContext;
+  readonly source: CallSource;
+  readonly calls: Config['calls'];
+  /** How long Asterisk has to connect with this UUID. */
+  readonly mediaTimeoutMs: number;
+  readonly clock: Clock;
+  readonly frameClock: FrameClock;
+  readonly logger: Logger;
+  readonly emit: CallEventSink;
+  /** Called once, after the call ended and released everything. */
+  readonly onEnded: (session: CallSession) => void;
+}
+
+export interface CallSnapshot {
+  readonly callId: string;
+  readonly agent: string;
+  readonly state: CallState['name'];
+  readonly source: CallSource;
+  readonly callerId: string | undefined;
+  readonly channel: string | undefined;
+  readonly uniqueid: string | undefined;
+  readonly conversationId: string | undefined;
+  readonly startedAt: string;
+  readonly durationS: number;
+  readonly sampleRateHz: number;
+  readonly stats: CallStats;
+  readonly outcome: CallOutcome | undefined;
+}
+
+export class CallSession implements FrameListener {
+  readonly callId: string;
+  readonly agentName: string;
+  readonly source: CallSource;
+  readonly context: CallContext;
+  readonly startedAt: number;
+  readonly #o: CallSessionOptions;
+  readonly #log: Logger;
+  readonly #frameMs: number;
+  #state: CallState;
+  #ended: Promise<CallOutcome>;
+  #resolveEnded!: (outcome: CallOutcome) => void;
+
+  #agent: AgentSession | undefined;
+  #agentStart: AbortController | undefined;
+  #agentEnd: PendingEnd | undefined;
+  /** The agent connection finished by itself: no more audio can come. */
+  #agentFinished = false;
+  /** Agent audio that arrived before media: kept raw until the line format is known. */
+  #preMedia: Array<{ chunk: Buffer; eventId: number }> = [];
+
+  #lineFormat: AudioFormat;
+  #lineKind: number;
+  #sawInboundAudio = false;
+  #playout: PlayoutBuffer;
+  #uplink: Converter | undefined;
+  #downlink: Converter | undefined;
+  #silenceFrame: Buffer;
+  #uplinkSilence: Buffer | undefined;
+
+  #mediaAtMs: number | undefined;
+  #endedAtMs: number | undefined;
+  #maxEndAtMs = Infinity;
+  #lastInboundAtMs = 0;
+  #lastAgentAudioAtMs = 0;
+  #lastFrameOutAtMs: number | undefined;
+  #lastInterruptId = -1;
+  #lastEnqueuedEventId = -1;
+  #callerSpeaking = false;
+  #callerStoppedAtMs: number | undefined;
+  #greetingReported = false;
+
+  #dtmfDigits = '';
+  #dtmfTimer: TimerHandle | undefined;
+
+  #stats = { framesOut: 0, agentFramesOut: 0, silenceFramesOut: 0, framesIn: 0, bytesToAgent: 0, droppedAgentBytes: 0, interruptions: 0, maxOutGapMs: 0 };
+
+  constructor(options: CallSessionOptions) {
+    this.#o = options;
+    this.callId = options.callId;
+    this.agentName = options.agentName;
+    this.source = options.source;
+    this.context = options.context;
+    this.startedAt = options.clock.wallNow();
+    this.#frameMs = options.calls.frameMs;
+    this.#log = options.logger.child({ callId: options.callId, agent: options.agentName, uniqueid: options.context.uniqueid });
+    this.#lineFormat = options.agentConfig.wideband ? SLIN_16K : SLIN_8K;
+    this.#lineKind = kindForSampleRate(this.#lineFormat.sampleRateHz)!;
+    this.#playout = this.#newPlayout(this.#lineFormat);
+    this.#silenceFrame = Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs));
+    this.#ended = new Promise((resolve) => (this.#resolveEnded = resolve));
+    const expiryTimer = options.clock.setTimer(() => this.#onMediaTimeout(), options.mediaTimeoutMs);
+    expiryTimer.unref?.();
+    this.#state = { name: 'pending', expiryTimer };
+    this.#emit({ type: 'call.started', agent: this.agentName, source: this.source, uniqueid: this.context.uniqueid, callerId: this.context.callerId, channel: this.context.channel });
+  }
+
+  get state(): CallState['name'] {
+    return this.#state.name;
+  }
+
+  /** Resolves with the outcome once the call has ended. */
+  get ended(): Promise<CallOutcome> {
+    return this.#ended;
+  }
+
+  get outcome(): CallOutcome | undefined {
+    return this.#state.name === 'ended' ? this.#state.outcome : undefined;
+  }
+
+  /**
+   * Opens the agent and resolves once it is ready. A failure ends the call with AGENT_ERROR and
+   * rethrows, so the AGI can answer AGENT_UNAVAILABLE and the dialplan falls back.
+   */
+  async startAgent(provider: AgentProvider, timeoutMs: number): Promise<void> {
+    const abort = new AbortController();
+    this.#agentStart = abort;
+    const startedAtMs = this.#o.clock.now();
+    const timer = this.#o.clock.setTimer(
+      () => abort.abort(new BridgeError('AGENT_CONNECT_TIMEOUT', `agent ${this.agentName} was not ready within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    try {
+      const agent = await Promise.race([
+        provider.start(this.context, this.#agentHandlers(), abort.signal),
+        new Promise<never>((_, reject) => {
+          if (abort.signal.aborted) reject(abort.signal.reason);
+          abort.signal.addEventListener('abort', () => reject(abort.signal.reason), { once: true });
+        }),
+      ]);
+      if (this.#state.name === 'ended' || abort.signal.aborted) {
+        agent.close('call ended while the agent was starting');
+        throw abort.signal.aborted ? abort.signal.reason : new BridgeError('AGENT_CLOSED', 'call ended while the agent was starting');
+      }
+      this.#agent = agent;
+      const formats = agent.formats;
+      this.#emit({
+        type: 'agent.ready',
+        conversationId: agent.conversationId,
+        inputFormat: formats === 'line' ? 'line' : audioFormatName(formats.input),
+        outputFormat: formats === 'line' ? 'line' : audioFormatName(formats.output),
+        connectMs: Math.round(this.#o.clock.now() - startedAtMs),
+      });
+      if (this.#state.name === 'live') this.#onAgentAndMediaReady();
+    } catch (err) {
+      const error = err instanceof BridgeError ? err : new BridgeError('AGENT_CONNECT_FAILED', describeError(err), { cause: err });
+      this.#log.warn({ err: describeError(error) }, 'agent could not be started');
+      this.#end({ result: 'AGENT_ERROR', reason: 'agent start failed', error: describeError(error) });
+      throw error;
+    } finally {
+      this.#o.clock.clearTimer(timer);
+      this.#agentStart = undefined;
+    }
+  }
+
+  /** Asterisk connected with this call's UUID. Returns the handler for the media connection. */
+  attachMedia(media: MediaConnection): MediaHandler {
+    const state = this.#state;
+    if (state.name !== 'pending') {
+      // An ended call still gets its one connection: 00 00 00 lets AudioSocket() return 0, so the
+      // dialplan continues to the result AGI and its fallback (protocols.md §1.6) instead of hanging up.
+      this.#log.info({ state: state.name }, 'media connected after the call ended: hanging it up so the dialplan continues');
+      media.hangup();
+      return { onAudio() {}, onDtmf() {}, onClose() {} };
+    }
+    this.#o.clock.clearTimer(state.expiryTimer);
+    const nowMs = this.#o.clock.now();
+    this.#mediaAtMs = nowMs;
+    this.#lastInboundAtMs = nowMs;
+    this.#maxEndAtMs = nowMs + this.#o.calls.maxDurationS * 1000;
+    this.#transition({ name: 'live', media });
+    this.#emit({ type: 'media.connected', remoteAddress: media.remoteAddress, sampleRateHz: this.#lineFormat.sampleRateHz });
+    if (this.#agent) this.#onAgentAndMediaReady();
+    // protocols.md §1.7: send from the moment the UUID arrives; never wait for Asterisk. Frame 0 goes
+    // out now (the greeting, if the agent is pre-connected), the rest on the shared clock.
+    this.#o.frameClock.add(this);
+    this.onFrame();
+    if (this.#agentEnd) this.#beginDrain(this.#agentEnd);
+    return {
+      onAudio: (payload, sampleRateHz) => this.#onMediaAudio(payload, sampleRateHz),
+      onDtmf: (digit) => this.#onMediaDtmf(digit),
+      onClose: (reason) => this.#onMediaClose(reason),
+    };
+  }
+
+  /** Ends the call from outside (admin hang-up, shutdown). */
+  hangup(reason: string, result: CallResult = 'COMPLETED'): void {
+    this.#end({ result, reason });
+  }
+
+  snapshot(): CallSnapshot {
+    return {
+      callId: this.callId,
+      agent: this.agentName,
+      state: this.#state.name,
+      source: this.source,
+      callerId: this.context.callerId,
+      channel: this.context.channel,
+      uniqueid: this.context.uniqueid,
+      conversationId: this.#agent?.conversationId,
+      startedAt: new Date(this.startedAt).toISOString(),
+      durationS: this.#durationS(),
+      sampleRateHz: this.#lineFormat.sampleRateHz,
+      stats: { ...this.#stats },
+      outcome: this.outcome,
+    };
+  }
+
+  // ── the 20 ms clock ─────────────────────────────────────────────────────────────────────────
+
+  /** One frame is due. Called by the shared FrameClock, never by a timer of our own. */
+  onFrame(): void {
+    const state = this.#state;
+    if (state.name !== 'live' && state.name !== 'draining') return;
+    const nowMs = this.#o.clock.now();
+    if (nowMs >= this.#maxEndAtMs) {
+      this.#end({ result: 'TIMEOUT', reason: 'maximum call duration reached', error: `CALL_TIMEOUT: call exceeded calls.maxDurationS=${this.#o.calls.maxDurationS}` });
+      return;
+    }
+    const frame = this.#playout.shift();
+    if (frame) {
+      state.media.sendAudio(this.#lineKind, frame);
+      this.#stats.agentFramesOut++;
+      if (!this.#greetingReported && this.#mediaAtMs !== undefined) {
+        this.#greetingReported = true;
+        this.#emit({ type: 'greeting', msAfterMedia: Math.round(nowMs - this.#mediaAtMs) });
+      }
+    } else {
+      state.media.sendAudio(this.#lineKind, this.#silenceFrame);
+      this.#stats.silenceFramesOut++;
+    }
+    this.#stats.framesOut++;
+    if (this.#lastFrameOutAtMs !== undefined) {
+      const gapMs = nowMs - this.#lastFrameOutAtMs;
+      if (gapMs > this.#stats.maxOutGapMs) this.#stats.maxOutGapMs = gapMs;
+    }
+    this.#lastFrameOutAtMs = nowMs;
+
+    if (state.name === 'draining') {
+      const quiet = this.#agentFinished || nowMs - this.#lastAgentAudioAtMs >= DRAIN_QUIET_MS;
+      if ((this.#playout.frames === 0 && quiet) || nowMs >= state.deadline) {
+        this.#end(state.end);
+      }
+      return;
+    }
+    // Asterisk sends nothing while the far end has no media; keep the agent's input alive.
+    if (this.#agent && this.#uplinkSilence && nowMs - this.#lastInboundAtMs >= UPLINK_IDLE_MS) {
+      this.#agent.sendAudio(this.#uplinkSilence);
+      this.#stats.bytesToAgent += this.#uplinkSilence.length;
+    }
+  }
+
+  // ── Asterisk side ───────────────────────────────────────────────────────────────────────────
+
+  #onMediaAudio(payload: Buffer, sampleRateHz: number): void {
+    if (this.#state.name !== 'live' && this.#state.name !== 'draining') return;
+    this.#stats.framesIn++;
+    this.#lastInboundAtMs = this.#o.clock.now();
+    if (!this.#sawInboundAudio) {
+      this.#sawInboundAudio = true;
+      if (sampleRateHz !== this.#lineFormat.sampleRateHz) this.#switchLineFormat(sampleRateHz);
+    } else if (sampleRateHz !== this.#lineFormat.sampleRateHz) {
+      // protocols.md §1.6: Asterisk adapts to rate changes, so we follow it too.
+      this.#switchLineFormat(sampleRateHz);
+    }
+    this.#trackCallerSpeech(payload);
+    // Uplink stops while draining: the caller's words would only start a turn nobody hears.
+    if (this.#state.name !== 'live' || !this.#agent || !this.#uplink) return;
+    const chunk = this.#uplink.convert(payload);
+    if (chunk.length > 0) {
+      this.#agent.sendAudio(chunk);
+      this.#stats.bytesToAgent += chunk.length;
+    }
+  }
+
+  #onMediaDtmf(digit: string): void {
+    if (this.#state.name !== 'live' || !this.#agent) return;
+    const dtmf = this.#dtmfPolicy();
+    if (dtmf.mode === 'off') return;
+    if (this.#dtmfTimer) this.#o.clock.clearTimer(this.#dtmfTimer);
+    this.#dtmfTimer = undefined;
+    if (dtmf.terminator !== 'none' && digit === dtmf.terminator) {
+      this.#flushDtmf(dtmf.mode, true);
+      return;
+    }
+    this.#dtmfDigits += digit;
+    if (dtmf.interDigitTimeoutMs <= 0) {
+      this.#flushDtmf(dtmf.mode, false);
+      return;
+    }
+    const mode = dtmf.mode;
+    this.#dtmfTimer = this.#o.clock.setTimer(() => {
+      this.#dtmfTimer = undefined;
+      this.#flushDtmf(mode, false);
+    }, dtmf.interDigitTimeoutMs);
+  }
+
+  #flushDtmf(mode: 'user_message' | 'contextual_update', terminated: boolean): void {
+    const digits = this.#dtmfDigits;
+    this.#dtmfDigits = '';
+    if (digits.length === 0 || !this.#agent) return;
+    const text = `The caller pressed keypad digits: ${digits}${terminated ? ' (ended with the terminator key)' : ''}`;
+    this.#agent.sendText(mode, text);
+    this.#emit({ type: 'dtmf', digits, forwardedAs: mode });
+  }
+
+  #dtmfPolicy(): { mode: 'user_message' | 'contextual_update' | 'off'; interDigitTimeoutMs: number; terminator: string } {
+    const config = this.#o.agentConfig;
+    // The echo agent answers each key at once with the same tone, which proves DTMF wiring.
+    if (config.provider === 'echo') return { mode: 'user_message', interDigitTimeoutMs: 0, terminator: 'none' };
+    return config.dtmf;
+  }
+
+  #onMediaClose(reason: 'eof' | 'error' | 'local' | 'bad-frame'): void {
+    const state = this.#state;
+    if (state.name === 'ended') return;
+    if (state.name === 'draining') {
+      // We asked for the end already (or the caller left during the farewell): keep that outcome.
+      this.#end(state.end);
+      return;
+    }
+    if (reason === 'bad-frame') {
+      this.#end({ result: 'AGENT_ERROR', reason: 'malformed AudioSocket message', error: 'AUDIOSOCKET_BAD_FRAME: malformed AudioSocket message from Asterisk' });
+      return;
+    }
+    this.#end({ result: 'CALLER_HANGUP', reason: `media ${reason}` });
+  }
+
+  #onMediaTimeout(): void {
+    if (this.#state.name !== 'pending') return;
+    this.#end({
+      result: 'TIMEOUT',
+      reason: 'Asterisk never connected to AudioSocket',
+      error: `CALL_TIMEOUT: no AudioSocket connection within ${this.#o.mediaTimeoutMs} ms`,
+    });
+  }
+
+  // ── agent side ──────────────────────────────────────────────────────────────────────────────
+
+  #agentHandlers(): AgentHandlers {
+    return {
+      onAudio: (chunk, eventId) => this.#onAgentAudio(chunk, eventId),
+      onInterruption: (eventId) => this.#onAgentInterruption(eventId),
+      onToolCall: (call) => this.#onAgentToolCall(call),
+      onTranscript: (entry) => this.#onAgentTranscript(entry),
+      onNotice: (notice) => {
+        this.#log.info({ notice: notice.type, detail: notice.detail }, 'agent notice');
+        this.#emit({ type: 'notice', notice: notice.type, detail: notice.detail });
+      },
+      onEnd: (end) => this.#onAgentEnd(end),
+    };
+  }
+
+  #onAgentAudio(chunk: Buffer, eventId: number): void {
+    if (this.#state.name === 'ended') return;
+    // protocols.md §4.9: after an interruption, audio of that response or older is stale.
+    if (eventId <= this.#lastInterruptId && eventId !== 0) return;
+    this.#lastAgentAudioAtMs = this.#o.clock.now();
+    if (!this.#downlink) {
+      this.#preMedia.push({ chunk, eventId });
+      return;
+    }
+    this.#enqueueAgentAudio(this.#downlink.convert(chunk), eventId);
+  }
+
+  #enqueueAgentAudio(lineAudio: Buffer, eventId: number): void {
+    if (lineAudio.length === 0) return;
+    if (eventId > this.#lastEnqueuedEventId) {
+      // A new response: the caller waited for it since they stopped speaking, plus what is still queued.
+      if (this.#callerStoppedAtMs !== undefined && this.#lastEnqueuedEventId >= 0) {
+        const latencyMs = this.#o.clock.now() - this.#callerStoppedAtMs + this.#playout.frames * this.#frameMs;
+        this.#emit({ type: 'turn', latencyMs: Math.round(latencyMs), eventId });
+        this.#callerStoppedAtMs = undefined;
+      }
+      this.#lastEnqueuedEventId = eventId;
+    }
+    const accepted = this.#playout.enqueue(lineAudio, eventId);
+    if (accepted < lineAudio.length) {
+      this.#stats.droppedAgentBytes += lineAudio.length - accepted;
+      this.#log.warn({ droppedBytes: lineAudio.length - accepted }, 'playout buffer full: agent audio dropped');
+    }
+  }
+
+  #onAgentInterruption(eventId: number): void {
+    if (eventId <= this.#lastInterruptId) return;
+    this.#lastInterruptId = eventId;
+    this.#stats.interruptions++;
+    // AudioSocket has no "clear" command: the only way to stop speech at once is to drop what is queued.
+    const droppedBytes = this.#playout.clear();
+    this.#preMedia = [];
+    this.#downlink?.reset();
+    this.#emit({ type: 'interruption', eventId, droppedMs: Math.round(msForBytes(this.#lineFormat, droppedBytes)) });
+  }
+
+  #onAgentTranscript(entry: TranscriptEntry): void {
+    this.#emit({ type: 'transcript', role: entry.role, text: entry.text, eventId: entry.eventId, original: entry.original });
+  }
+
+  #onAgentToolCall(call: ToolCall): void {
+    const agent = this.#agent;
+    const answer = (result: string, isError: boolean): void => {
+      agent?.sendToolResult(call.toolCallId, result, isError);
+      this.#emit({ type: 'tool', toolName: call.toolName, toolCallId: call.toolCallId, parameters: call.parameters, result, isError });
+    };
+    if (this.#state.name === 'ended' || this.#state.name === 'draining') {
+      answer('The call is already ending.', true);
+      return;
+    }
+    switch (call.toolName) {
+      case 'transfer_call': {
+        const transfers = this.#o.agentConfig.transfers;
+        const name = String(call.parameters['destination'] ?? call.parameters['target'] ?? '');
+        const target = Object.hasOwn(transfers, name) ? transfers[name] : undefined;
+        if (!target) {
+          const allowed = Object.keys(transfers);
+          answer(
+            allowed.length > 0
+              ? `Unknown destination "${name}". Allowed destinations: ${allowed.join(', ')}.`
+              : 'Transfers are not enabled for this agent.',
+            true,
+          );
+          return;
+        }
+        answer(`Transferring the caller to ${name}.`, false);
+        this.#requestEnd({ result: 'TRANSFER', reason: `transfer to ${name}`, transferTo: formatTransferTarget(target) });
+        return;
+      }
+      case 'hangup_call': {
+        answer('The call will end after your last words.', false);
+        this.#requestEnd({ result: 'AGENT_HANGUP', reason: 'agent used hangup_call' });
+        return;
+      }
+      case 'send_dtmf': {
+        const digits = String(call.parameters['digits'] ?? '');
+        if (!DTMF_DIGITS.test(digits)) {
+          answer('digits must be 1-32 characters of 0-9, *, #, A-D.', true);
+          return;
+        }
+        const tones = generateDtmf(digits, { sampleRateHz: this.#lineFormat.sampleRateHz });
+        this.#enqueueAgentAudio(tones, Math.max(this.#lastEnqueuedEventId, 0));
+        answer(`Sent DTMF ${digits}.`, false);
+        return;
+      }
+      default:
+        answer(`Unknown tool "${call.toolName}": ai-call executes transfer_call, hangup_call and send_dtmf.`, true);
+    }
+  }
+
+  #onAgentEnd(end: AgentEnd): void {
+    this.#agentFinished = true;
+    if (end.kind === 'agent_hangup') {
+      this.#requestEnd({ result: 'AGENT_HANGUP', reason: end.detail });
+      return;
+    }
+    this.#log.warn({ err: describeError(end.error), closeCode: end.closeCode }, 'agent session failed');
+    this.#end({ result: 'AGENT_ERROR', reason: 'agent failed', error: describeError(end.error) });
+  }
+
+  /** The agent is done (hang-up, transfer): play out its last words, then end. */
+  #requestEnd(end: PendingEnd): void {
+    const state = this.#state;
+    if (state.name === 'live') this.#beginDrain(end);
+    else if (state.name === 'pending') this.#agentEnd ??= end;
+  }
+
+  #beginDrain(end: PendingEnd): void {
+    const state = this.#state;
+    if (state.name !== 'live') return;
+    this.#emit({ type: 'call.ending', result: end.result, reason: end.reason });
+    this.#playout.sealPartial();
+    // After a tool call the agent usually still speaks ("transferring you now"): give it time to start.
+    this.#lastAgentAudioAtMs = this.#o.clock.now();
+    this.#transition({ name: 'draining', media: state.media, end, deadline: this.#o.clock.now() + this.#o.calls.drainTimeoutMs });
+  }
+
+  #onAgentAndMediaReady(): void {
+    const agent = this.#agent!;
+    this.#configureConverters();
+    agent.startMedia(this.#lineFormat);
+    const pending = this.#preMedia;
+    this.#preMedia = [];
+    for (const { chunk, eventId } of pending) this.#enqueueAgentAudio(this.#downlink!.convert(chunk), eventId);
+  }
+
+  #configureConverters(): void {
+    const agent = this.#agent;
+    if (!agent) return;
+    const formats = agent.formats;
+    if (formats === 'line') {
+      this.#uplink = identityConverter();
+      this.#downlink = identityConverter();
+      this.#uplinkSilence = Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs));
+    } else {
+      this.#uplink = createConverter(this.#lineFormat, formats.input);
+      this.#downlink = createConverter(formats.output, this.#lineFormat);
+      this.#uplinkSilence = createConverter(this.#lineFormat, formats.input).convert(Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs)));
+      if (sameFormat(formats.input, this.#lineFormat) && sameFormat(formats.output, this.#lineFormat)) {
+        this.#log.debug('agent formats match the line: audio passes through untouched');
+      }
+    }
+  }
+
+  #switchLineFormat(sampleRateHz: number): void {
+    const kind = kindForSampleRate(sampleRateHz);
+    if (kind === undefined) return;
+    const previous = this.#lineFormat;
+    const next: AudioFormat = { encoding: 'pcm', sampleRateHz };
+    this.#log.info({ fromHz: previous.sampleRateHz, toHz: sampleRateHz }, 'Asterisk carries a different rate than expected: following it');
+    // Re-convert what is already queued (the greeting) so nothing is lost or played at the wrong pitch.
+    const queued: Buffer[] = [];
+    for (let frame = this.#playout.shift(); frame; frame = this.#playout.shift()) queued.push(frame);
+    const requeue = createConverter(previous, next);
+    this.#lineFormat = next;
+    this.#lineKind = kind;
+    this.#playout = this.#newPlayout(next);
+    this.#silenceFrame = Buffer.alloc(bytesForMs(next, this.#frameMs));
+    for (const frame of queued) this.#playout.enqueue(requeue.convert(frame), this.#lastEnqueuedEventId);
+    this.#configureConverters();
+    this.#agent?.startMedia(next);
+    this.#emit({ type: 'media.format', sampleRateHz });
+  }
+
+  #newPlayout(format: AudioFormat): PlayoutBuffer {
+    return new PlayoutBuffer({
+      frameBytes: bytesForMs(format, this.#frameMs),
+      maxBufferedBytes: bytesForMs(format, this.#o.calls.maxBufferedAudioMs),
+    });
+  }
+
+  #trackCallerSpeech(payload: Buffer): void {
+    // Cheap energy estimate over every 4th sample: enough to see where a caller stops talking.
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i + 1 < payload.length; i += 8) {
+      sum += Math.abs(payload.readInt16LE(i));
+      count++;
+    }
+    const speaking = count > 0 && sum / count > SPEECH_MEAN_ABS;
+    if (speaking) {
+      this.#callerSpeaking = true;
+      this.#callerStoppedAtMs = undefined;
+    } else if (this.#callerSpeaking) {
+      this.#callerSpeaking = false;
+      this.#callerStoppedAtMs = this.#o.clock.now();
+    }
+  }
+
+  // ── lifecycle ───────────────────────────────────────────────────────────────────────────────
+
+  #transition(next: CallState): void {
+    const previous = this.#state;
+    if (previous.name === 'pending' && next.name !== 'pending') this.#o.clock.clearTimer(previous.expiryTimer);
+    this.#state = next;
+    this.#log.debug({ from: previous.name, to: next.name }, 'call state');
+  }
+
+  /** The single exit: releases media, agent, timers and the clock slot, exactly once. */
+  #end(end: PendingEnd): void {
+    const state = this.#state;
+    if (state.name === 'ended') return;
+    this.#endedAtMs = this.#o.clock.now();
+    this.#o.frameClock.remove(this);
+    if (this.#dtmfTimer) this.#o.clock.clearTimer(this.#dtmfTimer);
+    this.#dtmfTimer = undefined;
+    this.#agentStart?.abort(new BridgeError('AGENT_CLOSED', `call ended: ${end.reason}`));
+    this.#agent?.close(end.reason);
+    if (state.name === 'live' || state.name === 'draining') {
+      if (end.result === 'CALLER_HANGUP') state.media.close();
+      else state.media.hangup();
+    }
+    const outcome: CallOutcome = Object.freeze({
+      result: end.result,
+      transferTo: end.transferTo ?? '',
+      conversationId: this.#agent?.conversationId ?? '',
+      durationS: this.#durationS(),
+      error: end.error ?? '',
+    });
+    this.#transition({ name: 'ended', outcome });
+    this.#preMedia = [];
+    this.#playout.clear();
+    this.#log.info({ result: outcome.result, reason: end.reason, error: outcome.error || undefined, durationS: outcome.durationS, stats: this.#stats }, 'call ended');
+    this.#emit({ type: 'call.ended', outcome, stats: { ...this.#stats } });
+    this.#resolveEnded(outcome);
+    this.#o.onEnded(this);
+  }
+
+  #durationS(): number {
+    if (this.#mediaAtMs === undefined) return 0;
+    const endMs = this.#endedAtMs ?? this.#o.clock.now();
+    return Math.max(0, Math.round((endMs - this.#mediaAtMs) / 1000));
+  }
+
+  #emit(event: DistributiveOmit<CallEvent, 'callId' | 'at'>): void {
+    try {
+      this.#o.emit({ ...event, callId: this.callId, at: this.#o.clock.wallNow() } as CallEvent);
+    } catch (err) {
+      this.#log.error({ err: describeError(err) }, 'call event sink threw');
+    }
+  }
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+function identityConverter(): Converter {
+  return { convert: (input) => input, reset() {} };
+}

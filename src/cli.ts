@@ -1,0 +1,174 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { loadConfig, redactConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './log.js';
+import { startServer } from './main.js';
+import { simulateCall } from './simulate/simulate.js';
+import { encodeWav, readWav } from './audio/wav.js';
+import { Resampler } from './audio/resample.js';
+import { BridgeError, describeError } from './errors.js';
+
+/** What a CLI command needs from the environment; injected so tests can run commands in-process. */
+export interface CliIo {
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+}
+
+export function buildCli(io: CliIo): Command {
+  const program = new Command('ai-call')
+    .description('ElevenLabs conversational AI agents on Asterisk calls (FastAGI + AudioSocket + AMI).')
+    .option('-c, --config <file>', 'YAML configuration file (default: $AI_CALL_CONFIG, else the embedded default with the echo agent)')
+    .showHelpAfterError()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+
+  const configOf = (): { config: Config; source: string } => loadConfig({ file: program.opts<{ config?: string }>().config, env: io.env });
+
+  program
+    .command('serve')
+    .description('Start the FastAGI, AudioSocket and status servers and carry calls until SIGTERM/SIGINT')
+    .option('--grace-ms <ms>', 'on shutdown, how long live calls may finish before they are ended', '10000')
+    .action(async (opts: { graceMs: string }) => {
+      const { config, source } = configOf();
+      const logger = createLogger(config.log.level);
+      logger.info({ config: source }, 'configuration loaded');
+      const server = await startServer(config, { logger });
+      const graceMs = Number(opts.graceMs);
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal, graceMs }, 'shutting down: no new calls, live calls may finish');
+        server.close(graceMs).then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err: describeError(err) }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+
+  program
+    .command('check-config')
+    .description('Validate the configuration and print it with secrets redacted')
+    .action(() => {
+      const { config, source } = configOf();
+      io.stdout(`${source}: OK\n${JSON.stringify(redactConfig(config), null, 2)}\n`);
+    });
+
+  program
+    .command('simulate')
+    .description('Act as Asterisk against a running ai-call: FastAGI request, AudioSocket media at real time, result AGI; prints a summary')
+    .requiredOption('-a, --agent <name>', 'agent to request')
+    .option('--host <host>', 'ai-call FastAGI host', '127.0.0.1')
+    .option('--port <port>', 'ai-call FastAGI port', '4573')
+    .addOption(new Option('--mode <mode>', 'dialplan shape to imitate').choices(['assign', 'run']).default('assign'))
+    .option('--wav <file>', 'caller audio: 16-bit PCM WAV (default: a 1 kHz tone)')
+    .option('--tone-hz <hz>', 'frequency of the default caller tone', '1000')
+    .option('--seconds <s>', 'caller hangs up after this many seconds of media', '3')
+    .option('--wideband', 'carry 16 kHz (slin16, like Dial(AudioSocket/…/c(slin16)))')
+    .option('--dtmf <list>', 'key presses as DIGIT@MS, comma separated, e.g. 1@500,#@900')
+    .option('--caller-id <number>', 'caller number to present')
+    .option('--record <file>', 'write what the agent said to this WAV file')
+    .option('--json', 'print the summary as JSON')
+    .action(async (opts: SimulateCliOptions) => {
+      const sampleRateHz = opts.wideband ? 16_000 : 8_000;
+      const seconds = Number(opts.seconds);
+      if (!Number.isFinite(seconds) || seconds <= 0) throw new BridgeError('INPUT_INVALID', '--seconds must be a positive number');
+      const audio = opts.wav ? loadWavAt(opts.wav, sampleRateHz) : tone(Number(opts.toneHz), Math.min(seconds, 2) * 1000, sampleRateHz);
+      const summary = await simulateCall({
+        agiHost: opts.host,
+        agiPort: Number(opts.port),
+        agent: opts.agent,
+        mode: opts.mode,
+        audio,
+        sampleRateHz,
+        hangupAfterMs: seconds * 1000,
+        dtmf: parseDtmfList(opts.dtmf),
+        ...(opts.callerId ? { callerId: opts.callerId } : {}),
+      });
+      if (opts.record && summary.media) writeFileSync(opts.record, encodeWav(summary.media.received, summary.media.receivedSampleRateHz));
+      const printable = { ...summary, media: summary.media && { endedBy: summary.media.endedBy, framesSent: summary.media.framesSent, framesReceived: summary.media.framesReceived, hangupMessageReceived: summary.media.hangupMessageReceived } };
+      if (opts.json) {
+        io.stdout(`${JSON.stringify(printable, null, 2)}\n`);
+      } else {
+        io.stdout(
+          [
+            `status      ${summary.status}${summary.assignVariables['AI_ERROR'] ? ` (${summary.assignVariables['AI_ERROR']})` : ''}`,
+            `uuid        ${summary.uuid}`,
+            `audiosocket ${summary.audiosocket}`,
+            `result      ${summary.resultVariables['AI_RESULT'] ?? '-'}${summary.resultVariables['AI_ERROR'] ? ` (${summary.resultVariables['AI_ERROR']})` : ''}`,
+            `transfer    ${summary.resultVariables['AI_TRANSFER_TO'] || '-'}`,
+            `duration    ${summary.resultVariables['AI_DURATION'] ?? '-'} s`,
+            summary.media ? `frames      sent ${summary.media.framesSent}, received ${summary.media.framesReceived}, ended by ${summary.media.endedBy}` : 'frames      no media',
+            summary.timing ? `timing      inter-frame p50 ${summary.timing.p50Ms} ms, p99 ${summary.timing.p99Ms} ms, max ${summary.timing.maxMs} ms, gaps > 40 ms: ${summary.timing.gapsOver40Ms}` : '',
+            `first audio ${summary.firstAudioMs === undefined ? '-' : `${summary.firstAudioMs} ms after media start`}`,
+            '',
+          ].filter((line) => line !== '').join('\n') + '\n',
+        );
+      }
+      if (summary.status !== 'READY') process.exitCode = 2;
+    });
+
+  return program;
+}
+
+interface SimulateCliOptions {
+  agent: string;
+  host: string;
+  port: string;
+  mode: 'assign' | 'run';
+  wav?: string;
+  toneHz: string;
+  seconds: string;
+  wideband?: boolean;
+  dtmf?: string;
+  callerId?: string;
+  record?: string;
+  json?: boolean;
+}
+
+function loadWavAt(file: string, sampleRateHz: number): Buffer {
+  const wav = readWav(readFileSync(file));
+  if (wav.sampleRateHz === sampleRateHz) return wav.pcm;
+  const resampler = new Resampler(wav.sampleRateHz, sampleRateHz);
+  const input = new Int16Array(wav.pcm.buffer, wav.pcm.byteOffset, wav.pcm.length >> 1);
+  const output = resampler.process(input);
+  return Buffer.from(output.buffer, output.byteOffset, output.byteLength);
+}
+
+function tone(freqHz: number, durationMs: number, sampleRateHz: number): Buffer {
+  if (!Number.isFinite(freqHz) || freqHz <= 0 || freqHz >= sampleRateHz / 2) throw new BridgeError('INPUT_INVALID', '--tone-hz must be between 0 and half the sample rate');
+  const samples = Math.round((sampleRateHz * durationMs) / 1000);
+  const pcm = Buffer.alloc(samples * 2);
+  for (let i = 0; i < samples; i++) pcm.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * freqHz * i) / sampleRateHz)), i * 2);
+  return pcm;
+}
+
+export function parseDtmfList(list: string | undefined): Array<{ atMs: number; digit: string }> {
+  if (!list) return [];
+  return list.split(',').map((item) => {
+    const match = /^([0-9*#A-D])@(\d{1,7})$/.exec(item.trim());
+    if (!match) throw new BridgeError('INPUT_INVALID', `--dtmf item "${item}" is not DIGIT@MS`);
+    return { digit: match[1]!, atMs: Number(match[2]) };
+  });
+}
+
+/** Runs the CLI; errors print as one line with their code, never a stack, and set the exit code. */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  const program = buildCli(io).exitOverride();
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err && typeof err === 'object' && 'exitCode' in err && 'code' in err && String((err as { code: unknown }).code).startsWith('commander.')) {
+      return (err as { exitCode: number }).exitCode;
+    }
+    io.stderr(`ai-call: ${describeError(err)}\n`);
+    return 1;
+  }
+}
