@@ -3,11 +3,12 @@ import { Command, Option } from 'commander';
 import { loadConfig, redactConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './log.js';
-import { startServer } from './main.js';
+import { hostPort, startServer } from './main.js';
 import { simulateCall } from './simulate/simulate.js';
 import { encodeWav, readWav } from './audio/wav.js';
 import { Resampler } from './audio/resample.js';
-import { BridgeError, describeError } from './errors.js';
+import { BridgeError, ERROR_CODES, describeError, type ErrorCode } from './errors.js';
+import { registerDialplanCommands } from './dialplan/commands.js';
 
 /** What a CLI command needs from the environment; injected so tests can run commands in-process. */
 export interface CliIo {
@@ -114,7 +115,57 @@ export function buildCli(io: CliIo): Command {
       if (summary.status !== 'READY') process.exitCode = 2;
     });
 
+  program
+    .command('originate')
+    .description('Call a number and put an agent on it when answered (through the running server\'s status API and AMI)')
+    .requiredOption('--to <number>', 'number to call, dialled through the outbound context')
+    .requiredOption('-a, --agent <name>', 'agent that takes the answered call')
+    .option('--via <context>', 'your dialplan context that dials out (default: ami.outboundContext)')
+    .option('--caller-id <callerid>', 'caller ID to present: a number or "Name <number>"')
+    .option('--var <key=value...>', 'variable for the agent (dynamic variable and channel variable AI_VAR_<KEY>); repeatable')
+    .option('--timeout <s>', 'seconds to ring before giving up', '30')
+    .option('--server <url>', 'status API of the running ai-call (default: from the config status host and port)')
+    .option('--no-wait', 'return once the call is queued instead of waiting for the answer')
+    .action(async (opts: OriginateCliOptions) => {
+      const { config } = configOf();
+      const token = config.status.token;
+      if (!token) throw new BridgeError('UNAUTHORIZED', 'set AI_CALL_STATUS_TOKEN (the running server must have the same token)');
+      const vars: Record<string, string> = {};
+      for (const item of opts.var ?? []) {
+        const eq = item.indexOf('=');
+        if (eq <= 0) throw new BridgeError('INPUT_INVALID', `--var "${item}" is not KEY=VALUE`);
+        vars[item.slice(0, eq)] = item.slice(eq + 1);
+      }
+      const server = opts.server ?? `http://${hostPort(config.status.host)}:${config.status.port}`;
+      const response = await fetch(`${server.replace(/\/+$/, '')}/calls`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ to: opts.to, agent: opts.agent, via: opts.via, callerId: opts.callerId, vars, timeoutS: Number(opts.timeout), wait: opts.wait }),
+      }).catch((cause: unknown) => {
+        throw new BridgeError('INPUT_INVALID', `cannot reach ai-call at ${server}: is it running?`, { cause });
+      });
+      const body = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+      if (!response.ok) {
+        const code = String(body['error'] ?? '');
+        throw new BridgeError(Object.hasOwn(ERROR_CODES, code) ? (code as ErrorCode) : 'INPUT_INVALID', String(body['message'] ?? `HTTP ${response.status}`));
+      }
+      io.stdout(`${Object.entries(body).map(([k, v]) => `${k.padEnd(8)} ${String(v)}`).join('\n')}\n`);
+      if (opts.wait && body['outcome'] !== 'answered') process.exitCode = 2;
+    });
+
+  registerDialplanCommands(program, { configOf, stdout: io.stdout, stderr: io.stderr });
   return program;
+}
+
+interface OriginateCliOptions {
+  to: string;
+  agent: string;
+  via?: string;
+  callerId?: string;
+  var?: string[];
+  timeout: string;
+  server?: string;
+  wait: boolean;
 }
 
 interface SimulateCliOptions {

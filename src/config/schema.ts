@@ -265,13 +265,18 @@ export const configSchema = z
   .strict()
   .superRefine((cfg, ctx) => {
     for (const [i, route] of cfg.routes.entries()) {
-      if (!(route.agent in cfg.agents)) {
+      if (!Object.hasOwn(cfg.agents, route.agent)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'agent'], message: `no agent named "${route.agent}" in agents` });
       }
     }
     for (const [i, binding] of cfg.audiosocket.bindings.entries()) {
-      if (!(binding.agent in cfg.agents)) {
+      if (!Object.hasOwn(cfg.agents, binding.agent)) {
         ctx.addIssue({ code: 'custom', path: ['audiosocket', 'bindings', i, 'agent'], message: `no agent named "${binding.agent}" in agents` });
+      }
+    }
+    for (const [i, dialer] of (cfg.dialers ?? []).entries()) {
+      if (!Object.hasOwn(cfg.agents, dialer.agent)) {
+        ctx.addIssue({ code: 'custom', path: ['dialers', i, 'agent'], message: `no agent named "${dialer.agent}" in agents` });
       }
     }
   });

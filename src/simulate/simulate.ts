@@ -119,7 +119,7 @@ function parseExecTarget(app: string, data: string): { uuid: string; audiosocket
     const [uuid, audiosocket] = data.split(',');
     return uuid && audiosocket ? { uuid, audiosocket } : undefined;
   }
-  const dial = /^AudioSocket\/(.+)\/([0-9a-fA-F-]{36})(\/.*)?$/.exec(data);
+  const dial = /^AudioSocket\/(.+)\/([0-9a-fA-F-]{36})(\/[^,]*)?(,.*)?$/.exec(data);
   if (app.toLowerCase() === 'dial' && dial) return { audiosocket: dial[1]!, uuid: dial[2]! };
   return undefined;
 }
