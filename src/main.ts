@@ -20,7 +20,10 @@ import { CallRegistry, type MediaEndpoints } from './call/registry.js';
 import { createAgiHandler } from './call/agi-handler.js';
 import { CallRecorder } from './call/record.js';
 import type { CallEvent } from './call/events.js';
-import { StatusServer } from './status/server.js';
+import { StatusServer, type ApiReply, type CallControlApi } from './status/server.js';
+import { AmiClient } from './asterisk/ami/client.js';
+import { OutboundCalls, parseOriginateRequest } from './call/outbound.js';
+import { ChannelTracker } from './call/channels.js';
 import { Metrics } from './status/metrics.js';
 import { describeError } from './errors.js';
 
@@ -33,6 +36,8 @@ export interface RunningServer {
   readonly status: { host: string; port: number } | undefined;
   readonly registry: CallRegistry;
   readonly frameClock: FrameClock;
+  /** Present when the config has an ami: section. */
+  readonly outbound: OutboundCalls | undefined;
   /** Stops taking calls, waits up to graceMs for live calls, then closes everything (idempotent). */
   close(graceMs?: number): Promise<void>;
 }
@@ -140,6 +145,49 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       logger.info({ port: listener.port, agent: binding.agent }, 'static AudioSocket binding listening');
     }
 
+    let outbound: OutboundCalls | undefined;
+    let ami: AmiClient | undefined;
+    const channels = new ChannelTracker(clock);
+    if (config.ami) {
+      ami = new AmiClient({
+        host: config.ami.host,
+        port: config.ami.port,
+        username: config.ami.username,
+        secret: config.ami.secret,
+        actionTimeoutMs: config.ami.actionTimeoutMs,
+        reconnectMinMs: config.ami.reconnectMinMs,
+        reconnectMaxMs: config.ami.reconnectMaxMs,
+        pingIntervalMs: config.ami.pingIntervalMs,
+        logger,
+        clock,
+      });
+      const amiClient = ami;
+      outbound = new OutboundCalls({ config, ami, registry, clock, logger, publish: (type, payload) => status?.publishRaw(type, payload) });
+      const outboundCalls = outbound;
+      const ourCall = new Map<string, string>();
+      ami.on('event', (event) => {
+        outboundCalls.onAmiEvent(event);
+        const changed = channels.onEvent(event);
+        if (!changed) return;
+        // Only channels of ai-call's own calls go to the status stream, not the whole PBX.
+        const call = registry.byUniqueid(changed.uniqueid);
+        if (call) ourCall.set(changed.uniqueid, call.callId);
+        const callId = ourCall.get(changed.uniqueid);
+        if (callId === undefined) return;
+        if (event.event === 'Hangup') ourCall.delete(changed.uniqueid);
+        status?.publishRaw('channel', { callId, event: event.event, ...changed });
+      });
+      ami.on('connected', () => status?.publishRaw('ami', { state: 'connected' }));
+      ami.on('disconnected', (reason) => {
+        channels.clear();
+        ourCall.clear();
+        status?.publishRaw('ami', { state: 'disconnected', reason });
+      });
+      ami.on('loginFailed', (err) => status?.publishRaw('ami', { state: 'login-failed', error: err.code }));
+      ami.start();
+      cleanups.push(() => amiClient.close());
+    }
+
     const agi = new AgiServer({
       host: config.agi.host,
       port: config.agi.port,
@@ -148,7 +196,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       maxLineBytes: config.agi.maxLineBytes,
       logger,
       clock,
-      handler: createAgiHandler({ config, registry, logger }),
+      handler: createAgiHandler({ config, registry, logger, outbound }),
     });
     const agiAddress = await agi.listen();
     cleanups.push(() => agi.close());
@@ -160,14 +208,24 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
         port: config.status.port,
         token: config.status.token,
         logger,
-        source: registry,
+        source: {
+          // /calls shows Asterisk's view of each call (channel, state, age) next to ai-call's own.
+          list: () => registry.list().map((call) => ({ ...call, asterisk: channels.get(call.uniqueid) })),
+          get: (callId) => {
+            const session = registry.get(callId);
+            return session && { snapshot: () => ({ ...session.snapshot(), asterisk: channels.get(session.context.uniqueid) }) };
+          },
+          hangup: (callId, reason) => registry.hangup(callId, reason),
+        },
         health: () => ({
           status: registry.draining ? 'draining' : 'ok',
           calls: registry.liveCount,
-          ami: 'disabled',
+          ami: ami ? ami.state : 'disabled',
+          originatesPending: outbound?.pendingCount ?? 0,
           frameClock: { listeners: frameClock.size, ...frameClock.stats },
         }),
         metrics: () => metrics.render(),
+        control: outbound && createControlApi(config, outbound),
       });
       statusAddress = await status.listen();
       const statusServer = status;
@@ -186,6 +244,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       status: statusAddress,
       registry,
       frameClock,
+      outbound,
       close(graceMs = 0) {
         closing ??= (async () => {
           registry.drain();
@@ -202,6 +261,29 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
   }
 }
 
+/** The status API's write endpoints, over AMI. */
+function createControlApi(config: Config, outbound: OutboundCalls): CallControlApi {
+  return {
+    async originate(body): Promise<ApiReply> {
+      const request = parseOriginateRequest(body, config);
+      const wait = typeof body === 'object' && body !== null && (body as Record<string, unknown>)['wait'] === true;
+      const { id, result } = await outbound.originate(request);
+      if (!wait) return { status: 202, body: { id, outcome: 'queued' } };
+      return { status: 200, body: await result };
+    },
+    async hangupChannel(callId): Promise<ApiReply> {
+      await outbound.hangupChannel(callId);
+      return { status: 200, body: { ok: true } };
+    },
+    async redirect(callId, body): Promise<ApiReply> {
+      return { status: 200, body: { ok: true, target: await outbound.redirect(callId, body) } };
+    },
+    async setVariables(callId, body): Promise<ApiReply> {
+      return { status: 200, body: { ok: true, variables: await outbound.setVariables(callId, body) } };
+    },
+  };
+}
+
 async function runCleanups(cleanups: Array<() => Promise<void> | void>, logger: Logger): Promise<void> {
   for (const cleanup of cleanups.reverse()) {
     try {
@@ -214,6 +296,6 @@ async function runCleanups(cleanups: Array<() => Promise<void> | void>, logger: 
 }
 
 /** IPv6 literals need brackets in host:port (protocols.md §1.1). */
-function hostPort(host: string): string {
+export function hostPort(host: string): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

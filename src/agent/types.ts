@@ -27,6 +27,8 @@ export interface CallContext {
   readonly query: Readonly<Record<string, string>>;
   /** Channel variables read at call start plus variables given to an originate. */
   readonly vars: Readonly<Record<string, string>>;
+  /** Dynamic variables given for this one call (ai-call originate --var, POST /calls). */
+  readonly dynamicVariables?: Readonly<Record<string, string>> | undefined;
 }
 
 /** `line` means: carry whatever the AudioSocket line carries, untouched (the echo agent). */

@@ -13,6 +13,7 @@ import type { AgiSession } from '../asterisk/agi/server.js';
 import type { CallContext } from '../agent/types.js';
 import type { CallOutcome } from './events.js';
 import type { AssignResult, CallRegistry } from './registry.js';
+import type { OutboundCalls } from './outbound.js';
 import { describeError } from '../errors.js';
 
 export interface AgiHandlerOptions {
@@ -21,6 +22,8 @@ export interface AgiHandlerOptions {
   readonly logger: Logger;
   /** How long the result AGI waits for a call that is still ending. */
   readonly resultWaitMs?: number;
+  /** Present with AMI: hands an originated call's variables to its agent. */
+  readonly outbound?: OutboundCalls | undefined;
 }
 
 const SCRIPT_ASSIGN = 'ai-call';
@@ -74,6 +77,7 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
       agi.off('hangup', onHangup);
     }
     callLog.info({ status: result.status, agent: result.agent, callId: result.callId, error: result.status === 'READY' ? undefined : result.error }, 'agent requested');
+    if (result.callId !== undefined) options.outbound?.linkCall(agi.request.env['agi_uniqueid'], result.callId);
     await agi.setVariable('AI_STATUS', result.status);
     await agi.setVariable('AI_AGENT', result.agent);
     await agi.setVariable('AI_UUID', result.callId ?? '');
@@ -94,7 +98,11 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
         if (value !== undefined) vars[name] = value;
       }
     }
+    // An originated call (ai-call originate, POST /calls) brings the variables it was given.
+    const originated = options.outbound?.claim(env['agi_uniqueid']);
+    if (originated) Object.assign(vars, originated.vars);
     return {
+      dynamicVariables: originated?.vars,
       callerId: known(env['agi_callerid']),
       callerName: known(env['agi_calleridname']),
       dnid: known(env['agi_dnid']),
@@ -115,7 +123,8 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
       await agi.answer();
       // protocols.md §2.5: EXEC blocks for the whole call, so it runs without a command timeout.
       const reply = wideband
-        ? await agi.exec('Dial', `AudioSocket/${assigned.audiosocket}/${assigned.callId}/c(slin16)`)
+        ? // g: Dial returns to us when the AudioSocket leg ends instead of failing the caller (protocols.md §1.4).
+          await agi.exec('Dial', `AudioSocket/${assigned.audiosocket}/${assigned.callId}/c(slin16),,g`)
         : await agi.exec('AudioSocket', `${assigned.callId},${assigned.audiosocket}`);
       if (reply.result < 0 && assigned.session.state === 'pending') {
         // -2: the application is not loaded; -1: it failed before connecting.

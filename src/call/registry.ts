@@ -48,6 +48,8 @@ export class CallRegistry {
   readonly #o: CallRegistryOptions;
   readonly #log: Logger;
   readonly #live = new Map<string, CallSession>();
+  /** Live calls by the Asterisk uniqueid of the channel that ran the AGI, for AMI events. */
+  readonly #byUniqueid = new Map<string, CallSession>();
   /** Ended calls by id, in end order, kept calls.resultTtlMs for the result AGI. */
   readonly #finished = new Map<string, { session: CallSession; expiresAtMs: number }>();
   /** UUIDs that already had their one AudioSocket connection. */
@@ -80,7 +82,7 @@ export class CallRegistry {
    */
   async assign(request: AssignRequest): Promise<AssignResult> {
     const agentName = request.agentName ?? '';
-    const refusal = this.#checkAdmission(agentName);
+    const refusal = this.admissionRefusal(agentName);
     if (refusal) return refusal;
     const agentConfig = this.#o.config.agents[agentName]!;
     const provider = this.#o.providers.get(agentName)!;
@@ -131,7 +133,7 @@ export class CallRegistry {
       this.#log.warn({ callId, agent: agentName }, 'bound AudioSocket UUID already used: refused');
       return undefined;
     }
-    const refusal = this.#checkAdmission(agentName);
+    const refusal = this.admissionRefusal(agentName);
     if (refusal) {
       this.#log.warn({ callId, agent: agentName, status: refusal.status, error: refusal.error }, 'bound call refused');
       return undefined;
@@ -167,6 +169,11 @@ export class CallRegistry {
     } finally {
       if (timer) this.#o.clock.clearTimer(timer);
     }
+  }
+
+  /** The live call whose AGI ran on the channel with this Asterisk uniqueid. */
+  byUniqueid(uniqueid: string): CallSession | undefined {
+    return this.#byUniqueid.get(uniqueid);
   }
 
   get(callId: string): CallSession | undefined {
@@ -209,16 +216,20 @@ export class CallRegistry {
     for (const session of [...this.#live.values()]) session.hangup('ai-call is shutting down');
   }
 
-  #checkAdmission(agentName: string): Extract<AssignResult, { status: Exclude<AssignStatus, 'READY'> }> | undefined {
+  /**
+   * Why a new call for `agentName` cannot be taken now, or undefined if it can. `reserved` counts
+   * calls already promised to the agent (originates still dialling).
+   */
+  admissionRefusal(agentName: string, reserved = 0): Extract<AssignResult, { status: Exclude<AssignStatus, 'READY'> }> | undefined {
     if (this.#draining) return { status: 'DRAINING', agent: agentName, error: 'CALL_DRAINING: ai-call is shutting down' };
     const agentConfig = Object.hasOwn(this.#o.config.agents, agentName) ? this.#o.config.agents[agentName] : undefined;
     if (!agentConfig || !this.#o.providers.has(agentName)) {
       return { status: 'UNKNOWN_AGENT', agent: agentName, error: `AGENT_UNKNOWN: no agent named "${agentName}"` };
     }
-    if (this.#live.size >= this.#o.config.calls.maxConcurrent) {
+    if (this.#live.size + reserved >= this.#o.config.calls.maxConcurrent) {
       return { status: 'BUSY', agent: agentName, error: `CALL_BUSY: ${this.#live.size} calls live (calls.maxConcurrent)` };
     }
-    if (agentConfig.maxConcurrent !== undefined && this.countForAgent(agentName) >= agentConfig.maxConcurrent) {
+    if (agentConfig.maxConcurrent !== undefined && this.countForAgent(agentName) + reserved >= agentConfig.maxConcurrent) {
       return { status: 'BUSY', agent: agentName, error: `CALL_BUSY: agent ${agentName} carries its maximum of ${agentConfig.maxConcurrent} calls` };
     }
     return undefined;
@@ -240,11 +251,14 @@ export class CallRegistry {
       onEnded: (ended) => this.#onSessionEnded(ended),
     });
     this.#live.set(callId, session);
+    if (context.uniqueid !== undefined) this.#byUniqueid.set(context.uniqueid, session);
     return session;
   }
 
   #onSessionEnded(session: CallSession): void {
     this.#live.delete(session.callId);
+    const uniqueid = session.context.uniqueid;
+    if (uniqueid !== undefined && this.#byUniqueid.get(uniqueid) === session) this.#byUniqueid.delete(uniqueid);
     this.#o.endpoints.release(session.callId);
     this.#finished.set(session.callId, { session, expiresAtMs: this.#o.clock.now() + this.#o.config.calls.resultTtlMs });
     this.#pruneFinished();

@@ -14,8 +14,22 @@ export interface StatusSource {
   hangup(callId: string, reason: string): boolean;
 }
 
-/** An action behind POST /calls (originate); answers with an HTTP status and a JSON body. */
-export type ApiAction = (body: unknown) => Promise<{ status: number; body: unknown }>;
+/** Call control over AMI behind the write endpoints; each answers with an HTTP status and JSON body. */
+export interface CallControlApi {
+  /** POST /calls: originate; with `"wait": true` in the body, answers once the outcome is known. */
+  originate(body: unknown): Promise<ApiReply>;
+  /** DELETE /calls/:id?channel=1: hang up the Asterisk channel, not just the agent. */
+  hangupChannel(callId: string): Promise<ApiReply>;
+  /** POST /calls/:id/redirect {context, exten, priority} */
+  redirect(callId: string, body: unknown): Promise<ApiReply>;
+  /** POST /calls/:id/variables {NAME: value} */
+  setVariables(callId: string, body: unknown): Promise<ApiReply>;
+}
+
+export interface ApiReply {
+  readonly status: number;
+  readonly body: unknown;
+}
 
 export interface StatusServerOptions {
   readonly host: string;
@@ -26,7 +40,8 @@ export interface StatusServerOptions {
   readonly source: StatusSource;
   readonly health: () => Record<string, unknown>;
   readonly metrics?: (() => Promise<{ contentType: string; body: string }>) | undefined;
-  readonly originate?: ApiAction | undefined;
+  /** Present when AMI is configured. */
+  readonly control?: CallControlApi | undefined;
 }
 
 /** A status client that falls this far behind is disconnected rather than buffered without bound. */
@@ -133,19 +148,32 @@ export class StatusServer {
       res.end(metrics.body);
       return;
     }
+    const actionMatch = /^\/calls\/([0-9A-Za-z-]{1,64})\/(redirect|variables)$/.exec(path);
     if (method === 'DELETE' && callMatch) {
       this.#authorize(req);
-      const ended = this.#o.source.hangup(callMatch[1]!, 'hung up through the status API');
+      const callId = callMatch[1]!;
+      if (url.searchParams.get('channel') === '1') return reply(res, await this.#control().hangupChannel(callId));
+      const ended = this.#o.source.hangup(callId, 'hung up through the status API');
       return ended ? json(res, 200, { ok: true }) : json(res, 404, { error: 'CALL_NOT_FOUND' });
     }
     if (method === 'POST' && path === '/calls') {
       this.#authorize(req);
-      if (!this.#o.originate) return json(res, 503, { error: 'AMI_NOT_CONFIGURED', message: 'originate needs an ami: section in the config' });
+      const control = this.#control();
+      return reply(res, await control.originate(await readJson(req)));
+    }
+    if (method === 'POST' && actionMatch) {
+      this.#authorize(req);
+      const control = this.#control();
       const body = await readJson(req);
-      const result = await this.#o.originate(body);
-      return json(res, result.status, result.body);
+      const callId = actionMatch[1]!;
+      return reply(res, actionMatch[2] === 'redirect' ? await control.redirect(callId, body) : await control.setVariables(callId, body));
     }
     json(res, 404, { error: 'NOT_FOUND', message: `${method} ${path} is not an endpoint` });
+  }
+
+  #control(): CallControlApi {
+    if (!this.#o.control) throw new BridgeError('AMI_NOT_CONFIGURED', 'this needs AMI: add an ami: section to the config');
+    return this.#o.control;
   }
 
   #authorize(req: IncomingMessage): void {
@@ -165,13 +193,29 @@ export class StatusServer {
       return;
     }
     if (err instanceof BridgeError) {
-      const status = err.code === 'UNAUTHORIZED' ? 401 : err.code === 'INPUT_INVALID' ? 400 : err.code === 'AMI_NOT_CONFIGURED' ? 503 : 500;
-      json(res, status, { error: err.code, message: err.message });
+      json(res, HTTP_STATUS[err.code] ?? (err.code.startsWith('AMI_') ? 502 : 500), { error: err.code, message: err.message });
       return;
     }
     this.#log.error({ err: describeError(err) }, 'status request failed');
     json(res, 500, { error: 'INTERNAL', message: 'internal error' });
   }
+}
+
+/** How coded errors map onto HTTP: refusals are 4xx, an unreachable Asterisk is 502/503. */
+const HTTP_STATUS: Partial<Record<BridgeError['code'], number>> = {
+  UNAUTHORIZED: 401,
+  INPUT_INVALID: 400,
+  CALL_NOT_FOUND: 404,
+  CALL_BUSY: 429,
+  CALL_DRAINING: 503,
+  AMI_NOT_CONFIGURED: 503,
+  AMI_DISCONNECTED: 503,
+  AMI_ACTION_FAILED: 502,
+  AMI_ACTION_TIMEOUT: 504,
+};
+
+function reply(res: ServerResponse, result: ApiReply): void {
+  json(res, result.status, result.body);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -99,7 +99,9 @@ export function renderDynamicVariables(
 ): { variables: Record<string, DynamicValue>; warnings: string[] } {
   const warnings: string[] = [];
   const variables: Record<string, DynamicValue> = {};
-  for (const [name, value] of Object.entries(builtinDynamicVariables(ctx))) {
+  // Precedence: built-ins < values given for this call (originate) < the agent's configured templates.
+  const perCall = { ...builtinDynamicVariables(ctx), ...ctx.dynamicVariables };
+  for (const [name, value] of Object.entries(perCall)) {
     if (!Object.hasOwn(templates, name)) variables[name] = value;
   }
   for (const [name, template] of Object.entries(templates)) {
