@@ -9,6 +9,7 @@ import { encodeWav, readWav } from './audio/wav.js';
 import { Resampler } from './audio/resample.js';
 import { BridgeError, ERROR_CODES, describeError, type ErrorCode } from './errors.js';
 import { registerDialplanCommands } from './dialplan/commands.js';
+import { registerAgentCommands } from './agent/elevenlabs/commands.js';
 
 /** What a CLI command needs from the environment; injected so tests can run commands in-process. */
 export interface CliIo {
@@ -154,6 +155,7 @@ export function buildCli(io: CliIo): Command {
     });
 
   registerDialplanCommands(program, { configOf, stdout: io.stdout, stderr: io.stderr });
+  registerAgentCommands(program, { configOf, stdout: io.stdout, stderr: io.stderr });
   return program;
 }
 

@@ -8,12 +8,20 @@
  * - `GET /v1/convai/conversation/get-signed-url?agent_id=…(&environment=…)` with `xi-api-key`:
  *   200 `{"signed_url":"ws://127.0.0.1:PORT/v1/convai/conversation?agent_id=…&conversation_signature=…"}`,
  *   401 `{"detail":{"status":"invalid_api_key",…}}` on a bad key, 404 for an unknown agent.
- * - `GET /v1/convai/agents/:agent_id` with `xi-api-key`: the agent's configuration (formats,
- *   client_events, platform_settings.overrides, tools), for `ai-call agents check`.
+ * - `GET /v1/convai/agents/:agent_id` with `xi-api-key`: the agent's configuration, for `ai-call
+ *   agents check`, in the shape of the REST "Get agent" response
+ *   (https://elevenlabs.io/docs/api-reference/agents/get; elevenlabs/elevenlabs-js
+ *   `src/api/types/GetAgentResponseModel.ts`): `conversation_config.asr.user_input_audio_format`,
+ *   `tts.agent_output_audio_format`, `conversation.client_events`, `agent.prompt.tools` (client and
+ *   system tools; deprecated upstream in favour of `tool_ids`, which the fake also lists) and
+ *   `platform_settings.{auth: {enable_auth, allowlist: [{hostname}], require_origin_header},
+ *   overrides.conversation_config_override}`. `failAgentConfig(status)` makes it fail.
  *
  * WebSocket `/v1/convai/conversation?agent_id=…`
  * - A private agent needs a `conversation_signature` issued by get-signed-url (single use); without
  *   it, or with a bad one, the upgrade is refused with HTTP 403. Unknown agents get 404.
+ * - An agent with `allowedOrigins` refuses (403) an Origin header outside them, and a missing Origin
+ *   too unless `requireOriginHeader: false` (protocols.md §4.1).
  * - Every client frame is recorded (`FakeConversation.received`).
  * - On `conversation_initiation_client_data`: overrides the agent does not allow → `error`
  *   override_error + close 1008; a `{{variable}}` of the prompt/first message (or
@@ -189,8 +197,21 @@ export interface FakeAgent {
     /** Silence this long ends it; default 300 ms. */
     readonly silenceMs?: number;
   };
-  /** Only these Origin headers may connect (unset: any, including none). */
+  /**
+   * Only these Origin headers may connect (unset: any, including none). Listed in the agent's
+   * configuration as `platform_settings.auth.allowlist: [{hostname: <host of the origin>}]`.
+   */
   readonly allowedOrigins?: readonly string[];
+  /**
+   * `platform_settings.auth.require_origin_header`: with an allowlist, a connection without an Origin
+   * header is refused. Default true when `allowedOrigins` is set (no effect without an allowlist).
+   */
+  readonly requireOriginHeader?: boolean;
+  /**
+   * The configuration leaves out `prompt.tools` (the deprecated expanded list) and gives only
+   * `prompt.tool_ids`, so a reader cannot see the tools' names or types. Default false.
+   */
+  readonly omitToolDefinitions?: boolean;
   /** No automatic metadata, greeting, turns or pings: the test drives everything. */
   readonly manual?: boolean;
   /** Runs when a conversation is accepted (before the initiation arrives). */
@@ -314,6 +335,7 @@ export class FakeElevenLabs {
   /** signature → agent id; single use. */
   readonly #signatures = new Map<string, string>();
   #signedUrlFailure: number | 'hang' | undefined;
+  #agentConfigFailure: number | undefined;
   #unclaimed: FakeConversation[] = [];
   #waiters: ((c: FakeConversation) => void)[] = [];
   #port = 0;
@@ -355,6 +377,11 @@ export class FakeElevenLabs {
   /** Makes get-signed-url answer with this HTTP status, or never answer ('hang'); undefined restores. */
   failSignedUrl(failure: number | 'hang' | undefined): void {
     this.#signedUrlFailure = failure;
+  }
+
+  /** Makes GET /v1/convai/agents/:agent_id answer with this HTTP status (after the key check); undefined restores. */
+  failAgentConfig(status: number | undefined): void {
+    this.#agentConfigFailure = status;
   }
 
   /** Resolves with the next conversation not yet taken by an earlier call (FIFO). */
@@ -402,6 +429,9 @@ export class FakeElevenLabs {
       return reply(401, { detail: { status: 'invalid_api_key', message: 'Invalid API key' } });
     }
     if (agentMatch) {
+      if (this.#agentConfigFailure !== undefined) {
+        return reply(this.#agentConfigFailure, { detail: { status: 'error', message: `fake failure ${this.#agentConfigFailure}` } });
+      }
       const agent = this.#agents.get(decodeURIComponent(agentMatch[1]!));
       if (!agent) return reply(404, { detail: { status: 'agent_not_found', message: 'Agent not found' } });
       return reply(200, agentConfigJson(agent));
@@ -445,8 +475,10 @@ export class FakeElevenLabs {
     } else if (agent.private === true) {
       return this.#refuse(socket, url.pathname, 403, 'Forbidden');
     }
-    if (agent.allowedOrigins !== undefined && !agent.allowedOrigins.includes(req.headers.origin ?? '')) {
-      return this.#refuse(socket, url.pathname, 403, 'Forbidden');
+    if (agent.allowedOrigins !== undefined) {
+      const origin = req.headers.origin;
+      const allowed = origin === undefined ? agent.requireOriginHeader === false : agent.allowedOrigins.includes(origin);
+      if (!allowed) return this.#refuse(socket, url.pathname, 403, 'Forbidden');
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const conversation = new FakeConversation(ws, socket as Socket, req, url, agent);
@@ -459,8 +491,18 @@ export class FakeElevenLabs {
   }
 }
 
+/** The allowlist entry for an origin: its host (hostname[:port]), as the dashboard takes it. */
+function allowlistHostname(origin: string): string {
+  try {
+    return new URL(origin).host || origin;
+  } catch {
+    return origin;
+  }
+}
+
 function agentConfigJson(agent: FakeAgent): Record<string, unknown> {
   const allowed = agent.allowedOverrides ?? {};
+  const tools = agent.tools ?? [];
   return {
     agent_id: agent.agentId,
     name: agent.name ?? agent.agentId,
@@ -473,12 +515,17 @@ function agentConfigJson(agent: FakeAgent): Record<string, unknown> {
         language: agent.language ?? 'en',
         prompt: {
           prompt: agent.prompt ?? 'You are a helpful phone agent.',
-          tools: (agent.tools ?? []).map((t) => ({ type: t.type, name: t.name, description: t.description ?? '' })),
+          tool_ids: tools.map((t) => `tool_fake_${t.name}`),
+          ...(agent.omitToolDefinitions === true ? {} : { tools: tools.map((t) => ({ type: t.type, name: t.name, description: t.description ?? '' })) }),
         },
       },
     },
     platform_settings: {
-      auth: { enable_auth: agent.private === true, allowlist: (agent.allowedOrigins ?? []).map((hostname) => ({ hostname })) },
+      auth: {
+        enable_auth: agent.private === true,
+        allowlist: (agent.allowedOrigins ?? []).map((origin) => ({ hostname: allowlistHostname(origin) })),
+        require_origin_header: agent.allowedOrigins !== undefined && agent.requireOriginHeader !== false,
+      },
       overrides: {
         conversation_config_override: {
           agent: {
