@@ -25,8 +25,6 @@ import { kindForSampleRate } from '../asterisk/audiosocket/protocol.js';
 import { BridgeError, describeError } from '../errors.js';
 import { formatTransferTarget } from './transfer.js';
 
-/** After the agent's last chunk, draining waits this long for more before hanging up (post-tool speech). */
-const DRAIN_QUIET_MS = 400;
 /** Caller audio counts as speech above this mean absolute sample value (about -36 dBFS). */
 const SPEECH_MEAN_ABS = 500;
 /** With no frame from Asterisk for this long, we feed the agent silence (protocols.md §4.7: 60 s without input ends the session). */
@@ -283,7 +281,7 @@ export class CallSession implements FrameListener {
     this.#lastFrameOutAtMs = nowMs;
 
     if (state.name === 'draining') {
-      const quiet = this.#agentFinished || nowMs - this.#lastAgentAudioAtMs >= DRAIN_QUIET_MS;
+      const quiet = this.#agentFinished || nowMs - this.#lastAgentAudioAtMs >= this.#o.calls.postToolQuietMs;
       if ((this.#playout.frames === 0 && quiet) || nowMs >= state.deadline) {
         this.#end(state.end);
       }

@@ -84,6 +84,11 @@ const callsSchema = z
     frameMs: z.literal(20).default(20),
     /** How long a finished call's outcome stays readable by the result AGI. */
     resultTtlMs: z.number().int().min(1_000).max(86_400_000).default(600_000),
+    /**
+     * After transfer_call or hangup_call, how long the agent may stay quiet before ai-call ends the
+     * AudioSocket: the agent usually still speaks ("transferring you now") after the tool result.
+     */
+    postToolQuietMs: z.number().int().min(0).max(10_000).default(1_000),
     /** Bound on playing out buffered agent audio after the agent ends or transfers. */
     drainTimeoutMs: z.number().int().min(0).max(120_000).default(15_000),
     maxDurationS: z.number().int().min(10).max(86_400).default(3_600),

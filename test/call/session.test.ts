@@ -170,11 +170,15 @@ describe('CallSession', () => {
     t.connect();
     t.agent.handlers.onToolCall({ toolName: 'transfer_call', toolCallId: 'tc1', parameters: { destination: 'operator' } });
     expect(t.agent.toolResults).toEqual([{ id: 'tc1', result: expect.stringContaining('operator'), isError: false }]);
+    t.clock.advance(700); // the agent takes a while to start its post-tool speech
     t.agent.handlers.onAudio(sine(440, 300, 16_000), 2); // "transferring you now"
     t.clock.advance(200);
     expect(t.session.state).toBe('draining');
     expect(t.link.hungUp).toBe(false);
-    t.clock.advance(600);
+    // It ends calls.postToolQuietMs (1 s) after the last chunk arrived, once the queue is empty.
+    t.clock.advance(700);
+    expect(t.link.hungUp).toBe(false);
+    t.clock.advance(120);
     expect(t.link.nonSilentFrames()).toBe(15);
     expect(t.link.hungUp).toBe(true);
     expect(t.session.outcome).toMatchObject({ result: 'TRANSFER', transferTo: 'from-internal,100,1', conversationId: 'conv_1' });
