@@ -18,9 +18,23 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
 }
 
+/** The package version, found from src/ (tests) or dist/src/ (installed). */
+function packageVersion(): string {
+  for (const path of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'ai-call' && pkg.version) return pkg.version;
+    } catch {
+      // not at this level
+    }
+  }
+  return 'unknown';
+}
+
 export function buildCli(io: CliIo): Command {
   const program = new Command('ai-call')
     .description('ElevenLabs conversational AI agents on Asterisk calls (FastAGI + AudioSocket + AMI).')
+    .version(packageVersion(), '-V, --version')
     .option('-c, --config <file>', 'YAML configuration file (default: $AI_CALL_CONFIG, else the embedded default with the echo agent)')
     .showHelpAfterError()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
