@@ -25,7 +25,7 @@ import { AmiClient } from './asterisk/ami/client.js';
 import { OutboundCalls, parseOriginateRequest } from './call/outbound.js';
 import { ChannelTracker } from './call/channels.js';
 import { Metrics } from './status/metrics.js';
-import { describeError } from './errors.js';
+import { BridgeError, describeError } from './errors.js';
 
 /** Catch-up burst after an event-loop stall (protocols.md §1.7: "a few frames at most"). */
 const MAX_CATCH_UP_FRAMES = 3;
@@ -149,6 +149,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     let ami: AmiClient | undefined;
     const channels = new ChannelTracker(clock);
     if (config.ami) {
+      if (config.ami.secret === undefined) {
+        throw new BridgeError('CONFIG_INVALID', 'ami.secret is not set: export AI_CALL_AMI_SECRET (or remove the ami: section)');
+      }
       ami = new AmiClient({
         host: config.ami.host,
         port: config.ami.port,

@@ -160,6 +160,12 @@ export class CallRegistry {
     if (finished) return finished.session.outcome;
     const live = this.#live.get(id);
     if (!live) return undefined;
+    if (live.state === 'pending') {
+      // The dialplan only asks for the result after AudioSocket() returned: if the media never
+      // connected, it never will, so the call ends now instead of holding its slot until uuidTtlMs.
+      live.hangup('the result was requested but AudioSocket never connected', 'TIMEOUT', 'CALL_TIMEOUT: AudioSocket never connected (check AI_AUDIOSOCKET reachability and that the channel was answered)');
+      return live.outcome;
+    }
     let timer: ReturnType<Clock['setTimer']> | undefined;
     const timeout = new Promise<undefined>((resolve) => {
       timer = this.#o.clock.setTimer(() => resolve(undefined), waitMs);

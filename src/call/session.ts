@@ -227,9 +227,9 @@ export class CallSession implements FrameListener {
     };
   }
 
-  /** Ends the call from outside (admin hang-up, shutdown). */
-  hangup(reason: string, result: CallResult = 'COMPLETED'): void {
-    this.#end({ result, reason });
+  /** Ends the call from outside (admin hang-up, shutdown, a result asked for before media). */
+  hangup(reason: string, result: CallResult = 'COMPLETED', error?: string): void {
+    this.#end(error === undefined ? { result, reason } : { result, reason, error });
   }
 
   snapshot(): CallSnapshot {

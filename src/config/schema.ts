@@ -104,8 +104,8 @@ const amiSchema = z
     host: host.default('127.0.0.1'),
     port: port.default(5038),
     username: z.string().min(1),
-    /** From AI_CALL_AMI_SECRET or a ${VAR} reference. */
-    secret: z.string().min(1),
+    /** From AI_CALL_AMI_SECRET or a ${VAR} reference; only `serve` needs it (dialplan commands do not). */
+    secret: z.string().min(1).optional(),
     actionTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
     reconnectMinMs: z.number().int().min(50).max(60_000).default(250),
     reconnectMaxMs: z.number().int().min(100).max(300_000).default(5_000),

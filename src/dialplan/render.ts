@@ -83,11 +83,12 @@ export function checkDialplan(config: Config, dir: string, options: RenderOption
 }
 
 /** Writes every file into dir (created if needed), each atomically; returns the paths written. */
-export async function writeDialplan(config: Config, dir: string, options: RenderOptions = {}): Promise<string[]> {
+export async function writeDialplan(config: Config, dir: string, options: RenderOptions & { readonly keep?: ReadonlySet<string> } = {}): Promise<string[]> {
   const files = renderDialplan(config, options);
   await mkdir(dir, { recursive: true });
   const written: string[] = [];
   for (const [fileName, text] of files) {
+    if (options.keep?.has(fileName)) continue;
     const path = join(dir, fileName);
     const temporary = join(dir, `.${fileName}.${process.pid}.tmp`);
     await writeFile(temporary, text, { mode: 0o644 });
@@ -96,6 +97,8 @@ export async function writeDialplan(config: Config, dir: string, options: Render
   }
   return written;
 }
+
+const MANAGER_FILE = 'ai-call-manager.conf';
 
 export interface CommandResult {
   readonly code: number;
@@ -128,13 +131,21 @@ export interface InstallResult {
  * It never edits extensions.conf, manager.conf or modules.conf: it returns the include line instead.
  */
 export async function installDialplan(config: Config, asteriskDir: string, options: InstallOptions): Promise<InstallResult> {
-  const written = await writeDialplan(config, asteriskDir, options);
+  // An installed ai-call-manager.conf holds the secret the admin typed in: never overwrite it.
+  const managerPath = join(asteriskDir, MANAGER_FILE);
+  const keepManager = await readFile(managerPath, 'utf8').then(
+    () => true,
+    () => false,
+  );
+  const written = await writeDialplan(config, asteriskDir, { ...options, keep: keepManager ? new Set([MANAGER_FILE]) : new Set() });
   const included = await hasIncludeLine(join(asteriskDir, 'extensions.conf'));
   const instructions = [
     included === true
       ? `extensions.conf already has: ${EXTENSIONS_INCLUDE_LINE}`
       : `add to ${join(asteriskDir, 'extensions.conf')}: ${EXTENSIONS_INCLUDE_LINE}`,
-    `add at the end of ${join(asteriskDir, 'manager.conf')}: #include ai-call-manager.conf (then set its secret and run: asterisk -rx "manager reload")`,
+    keepManager
+      ? `kept your ${managerPath} (it holds the AMI secret); compare it with the output of dialplan generate after upgrades`
+      : `add at the end of ${join(asteriskDir, 'manager.conf')}: #include ${MANAGER_FILE} (then set its secret and run: asterisk -rx "manager reload")`,
     `add inside [modules] of ${join(asteriskDir, 'modules.conf')}: #include ai-call-modules.conf`,
   ];
   const result: InstallResult = { written, includeLine: EXTENSIONS_INCLUDE_LINE, included, instructions };

@@ -171,6 +171,16 @@ describe('limits and draining', () => {
     expect(second['AI_ERROR']).toContain('agent echo');
   });
 
+  it('a result request for a call whose media never connected ends it at once with TIMEOUT', async () => {
+    const server = await start('audiosocket: { port: 0 }\n');
+    const assigned = await assign(server.agi.port);
+    const startedMs = Date.now();
+    const { variables } = await runAgiPeer({ host: '127.0.0.1', port: server.agi.port, script: `ai-call/result?uuid=${assigned['AI_UUID']}` });
+    expect(Date.now() - startedMs).toBeLessThan(1000);
+    expect(variables).toMatchObject({ AI_RESULT: 'TIMEOUT', AI_ERROR: expect.stringContaining('AudioSocket never connected') });
+    expect(server.registry.liveCount).toBe(0);
+  });
+
   it('the result AGI reports CALL_NOT_FOUND for an unknown UUID', async () => {
     const server = await start('audiosocket: { port: 0 }\n');
     const { variables } = await runAgiPeer({ host: '127.0.0.1', port: server.agi.port, script: `ai-call/result?uuid=${randomUUID()}` });

@@ -82,6 +82,14 @@ describe('parseConfig errors name file, line:col, key path and expectation', () 
 });
 
 describe('secrets and ${VAR} references', () => {
+  it('loads an ami: section without its secret (dialplan commands need none); serve refuses it', async () => {
+    const config = parseConfig('agi: { port: 0 }\naudiosocket: { port: 0 }\nstatus: { enabled: false }\nami: { username: u }\nagents:\n  echo: { provider: echo }\n', 'x.yaml', {});
+    expect(config.ami?.secret).toBeUndefined();
+    const { startServer } = await import('../../src/main.js');
+    const { silentLogger } = await import('../../src/log.js');
+    await expect(startServer(config, { logger: silentLogger() })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('AI_CALL_AMI_SECRET') });
+  });
+
   const elevenlabsAgent = 'agents:\n  sales: { provider: elevenlabs, agentId: agent_123 }\n';
 
   it('takes secrets from the environment', () => {

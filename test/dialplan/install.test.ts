@@ -58,6 +58,19 @@ describe('writeDialplan / checkDialplan', () => {
 });
 
 describe('installDialplan', () => {
+  it('keeps an installed ai-call-manager.conf: it holds the secret the admin typed in', async () => {
+    const dir = tempDir();
+    const first = await installDialplan(fixtureConfig(), dir, { reload: false });
+    expect(first.written.map((p) => p.slice(dir.length + 1)).sort()).toContain('ai-call-manager.conf');
+    const edited = readFileSync(join(dir, 'ai-call-manager.conf'), 'utf8').replace(/^secret = .*$/m, 'secret = the-real-secret');
+    writeFileSync(join(dir, 'ai-call-manager.conf'), edited);
+    const second = await installDialplan(fixtureConfig(), dir, { reload: false });
+    expect(second.written.map((p) => p.slice(dir.length + 1)).sort()).toEqual(['ai-call-extensions.conf', 'ai-call-modules.conf']);
+    expect(readFileSync(join(dir, 'ai-call-manager.conf'), 'utf8')).toContain('secret = the-real-secret');
+    expect(second.instructions.join('\n')).toContain('kept your');
+  });
+
+
   it('writes into the Asterisk directory, returns the include line and never touches extensions.conf', async () => {
     const dir = tempDir();
     const admin = '[from-internal]\nexten => 100,1,Dial(PJSIP/100)\n';
