@@ -110,6 +110,8 @@ export interface DialplanPlan {
   readonly prefix: string;
   /** host:port as written in AGI URLs (IPv6 in brackets). */
   readonly agiAddress: string;
+  /** The result AGI, also run from h when the caller hung up before the flow asked for it. */
+  readonly resultUrl: string;
   readonly routeGroups: readonly RouteGroupPlan[];
   readonly agentContext: { readonly name: string; readonly flows: readonly FlowPlan[] };
   readonly runContext: { readonly name: string; readonly flows: readonly RunPlan[] };
@@ -409,6 +411,7 @@ function buildPlan(config: Config, problems: string[]): DialplanPlan | undefined
   return {
     prefix,
     agiAddress,
+    resultUrl,
     routeGroups,
     agentContext: {
       name: agentContextName,
