@@ -14,6 +14,9 @@
  * Frames are fresh Buffers owned by whoever `shift()`s them: the queue never writes to one again, so
  * they may sit in a socket's write queue safely. Enqueued chunks are copied, never retained.
  */
+/** Slots the ring starts with (1.28 s of 20 ms frames); it doubles on demand up to the capacity. */
+const INITIAL_FRAMES = 64;
+
 export class PlayoutBuffer {
   /** Bytes per frame, e.g. 320 = 20 ms of slin 8 kHz (protocols.md §1.1). */
   readonly frameBytes: number;
@@ -21,8 +24,9 @@ export class PlayoutBuffer {
   readonly capacityBytes: number;
 
   /** Ring of whole frames: slot `(#head + k) % capacity` holds the k-th oldest. */
-  readonly #frames: (Buffer | undefined)[];
-  readonly #eventIds: Float64Array;
+  #frames: (Buffer | undefined)[];
+  #eventIds: Float64Array;
+  readonly #capacityFrames: number;
   #head = 0;
   #count = 0;
   /** The frame being filled, `#partialBytes` of it written so far. */
@@ -43,8 +47,12 @@ export class PlayoutBuffer {
     }
     this.frameBytes = o.frameBytes;
     this.capacityBytes = capacityFrames * o.frameBytes;
-    this.#frames = new Array<Buffer | undefined>(capacityFrames).fill(undefined);
-    this.#eventIds = new Float64Array(capacityFrames);
+    // Allocated small and grown on demand: most calls never queue more than a few seconds, and a
+    // ring sized for maxBufferedAudioMs (6000 slots for 120 s) would cost ~96 KB per call up front.
+    this.#capacityFrames = capacityFrames;
+    const initial = Math.min(capacityFrames, INITIAL_FRAMES);
+    this.#frames = new Array<Buffer | undefined>(initial).fill(undefined);
+    this.#eventIds = new Float64Array(initial);
   }
 
   /** Bytes waiting to be played, including the partial frame. */
@@ -135,6 +143,11 @@ export class PlayoutBuffer {
     this.#count = 0;
     this.#partial = undefined;
     this.#partialBytes = 0;
+    if (this.#frames.length > INITIAL_FRAMES) {
+      // Give a long response's memory back (barge-in, end of call).
+      this.#frames = new Array<Buffer | undefined>(INITIAL_FRAMES).fill(undefined);
+      this.#eventIds = new Float64Array(INITIAL_FRAMES);
+    }
     return dropped;
   }
 
@@ -169,9 +182,25 @@ export class PlayoutBuffer {
     return dropped;
   }
 
+  /** Doubles the ring (never beyond the capacity, which enqueue() already enforces), oldest first. */
+  #grow(): void {
+    const length = Math.min(this.#capacityFrames, this.#frames.length * 2);
+    const frames = new Array<Buffer | undefined>(length).fill(undefined);
+    const eventIds = new Float64Array(length);
+    for (let k = 0; k < this.#count; k++) {
+      const from = (this.#head + k) % this.#frames.length;
+      frames[k] = this.#frames[from];
+      eventIds[k] = this.#eventIds[from]!;
+    }
+    this.#frames = frames;
+    this.#eventIds = eventIds;
+    this.#head = 0;
+  }
+
   #push(frame: Buffer, eventId: number): void {
     // Cannot overflow: enqueue() admits at most capacityBytes − bufferedBytes, and a sealed partial
     // frame already counted towards bufferedBytes as at least one byte of a whole frame.
+    if (this.#count === this.#frames.length) this.#grow();
     const slot = (this.#head + this.#count) % this.#frames.length;
     this.#frames[slot] = frame;
     this.#eventIds[slot] = eventId;

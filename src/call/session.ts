@@ -241,7 +241,7 @@ export class CallSession implements FrameListener {
       callerId: this.context.callerId,
       channel: this.context.channel,
       uniqueid: this.context.uniqueid,
-      conversationId: this.#agent?.conversationId,
+      conversationId: this.#agent?.conversationId ?? (this.outcome?.conversationId || undefined),
       startedAt: new Date(this.startedAt).toISOString(),
       durationS: this.#durationS(),
       sampleRateHz: this.#lineFormat.sampleRateHz,
@@ -623,6 +623,12 @@ export class CallSession implements FrameListener {
     this.#transition({ name: 'ended', outcome });
     this.#preMedia = [];
     this.#playout.clear();
+    // The registry keeps ended calls for the result AGI (calls.resultTtlMs, 10 min by default):
+    // keep only the outcome, not the agent session (WebSocket, buffers) or the resamplers.
+    this.#agent = undefined;
+    this.#uplink = undefined;
+    this.#downlink = undefined;
+    this.#uplinkSilence = undefined;
     this.#log.info({ result: outcome.result, reason: end.reason, error: outcome.error || undefined, durationS: outcome.durationS, stats: this.#stats }, 'call ended');
     this.#emit({ type: 'call.ended', outcome, stats: { ...this.#stats, maxOutGapMs: Math.round(this.#stats.maxOutGapMs * 100) / 100 } });
     this.#resolveEnded(outcome);

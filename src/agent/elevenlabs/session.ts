@@ -15,7 +15,7 @@ import {
   encodeContextualUpdate,
   encodeInitiation,
   encodePong,
-  encodeUserAudio,
+  encodeUserAudioFrame,
   encodeUserMessage,
   parseServerMessage,
   type AgentEndFacts,
@@ -475,7 +475,7 @@ export class ElevenLabsSession implements AgentSession {
       return;
     }
     this.stats.uplinkChunks++;
-    ws.send(encodeUserAudio(this.#uplink.toString('base64', 0, fill)));
+    ws.send(encodeUserAudioFrame(this.#uplink, fill), { binary: false });
   }
 
   sendText(kind: 'user_message' | 'contextual_update', text: string): void {
