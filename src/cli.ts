@@ -45,12 +45,21 @@ export function buildCli(io: CliIo): Command {
     .command('serve')
     .description('Start the FastAGI, AudioSocket and status servers and carry calls until SIGTERM/SIGINT')
     .option('--grace-ms <ms>', 'on shutdown, how long live calls may finish before they are ended', '10000')
-    .action(async (opts: { graceMs: string }) => {
+    .option('--workers <n>', 'processes to carry calls (use one per core); the FastAGI port is shared, each worker gets its own AudioSocket port', '1')
+    .action(async (opts: { graceMs: string; workers: string }) => {
       const { config, source } = configOf();
       const logger = createLogger(config.log.level);
       logger.info({ config: source }, 'configuration loaded');
-      const server = await startServer(config, { logger });
       const graceMs = Number(opts.graceMs);
+      const workers = Number(opts.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new BridgeError('INPUT_INVALID', '--workers must be a whole number from 1 to 64');
+      if (workers > 1) {
+        if (config.ami) throw new BridgeError('INPUT_INVALID', 'worker mode does not carry AMI (originate, call control) yet: run one process, or remove the ami: section');
+        const { serveCluster } = await import('./cluster/serve.js');
+        await serveCluster({ config, workers, graceMs, logger });
+        return;
+      }
+      const server = await startServer(config, { logger });
       let stopping = false;
       const stop = (signal: string): void => {
         if (stopping) return;

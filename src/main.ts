@@ -19,7 +19,7 @@ import { ElevenLabsProvider } from './agent/elevenlabs/provider.js';
 import { CallRegistry, type MediaEndpoints } from './call/registry.js';
 import { createAgiHandler } from './call/agi-handler.js';
 import { CallRecorder } from './call/record.js';
-import type { CallEvent } from './call/events.js';
+import type { CallEvent, CallOutcome } from './call/events.js';
 import { StatusServer, type ApiReply, type CallControlApi } from './status/server.js';
 import { AmiClient } from './asterisk/ami/client.js';
 import { OutboundCalls, parseOriginateRequest } from './call/outbound.js';
@@ -38,6 +38,8 @@ export interface RunningServer {
   readonly frameClock: FrameClock;
   /** Present when the config has an ami: section. */
   readonly outbound: OutboundCalls | undefined;
+  /** Prometheus metrics of this server's calls (worker mode gathers them in the primary). */
+  readonly metrics: Metrics;
   /** Stops taking calls, waits up to graceMs for live calls, then closes everything (idempotent). */
   close(graceMs?: number): Promise<void>;
 }
@@ -45,8 +47,10 @@ export interface RunningServer {
 export interface ServerDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
-  /** Extra listener for every call event (tests, the benchmark). */
+  /** Extra listener for every call event (tests, the benchmark, worker mode). */
   readonly onEvent?: (event: CallEvent) => void;
+  /** Worker mode: asks the other workers for the outcome of a call this one did not carry. */
+  readonly remoteOutcome?: (callId: string, waitMs: number) => Promise<CallOutcome | 'running' | undefined>;
 }
 
 export function buildProviders(config: Config, clock: Clock, logger: Logger): Map<string, AgentProvider> {
@@ -199,7 +203,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       maxLineBytes: config.agi.maxLineBytes,
       logger,
       clock,
-      handler: createAgiHandler({ config, registry, logger, outbound }),
+      handler: createAgiHandler({ config, registry, logger, outbound, remoteOutcome: deps.remoteOutcome }),
     });
     const agiAddress = await agi.listen();
     cleanups.push(() => agi.close());
@@ -248,6 +252,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
       registry,
       frameClock,
       outbound,
+      metrics,
       close(graceMs = 0) {
         closing ??= (async () => {
           registry.drain();

@@ -24,6 +24,11 @@ export interface AgiHandlerOptions {
   readonly resultWaitMs?: number;
   /** Present with AMI: hands an originated call's variables to its agent. */
   readonly outbound?: OutboundCalls | undefined;
+  /**
+   * Worker mode: the result AGI can reach a worker that did not carry the call; this asks the
+   * others. 'running' means the owner has the call and it has not ended within waitMs.
+   */
+  readonly remoteOutcome?: ((callId: string, waitMs: number) => Promise<CallOutcome | 'running' | undefined>) | undefined;
 }
 
 const SCRIPT_ASSIGN = 'ai-call';
@@ -46,8 +51,14 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
       }
       case SCRIPT_RESULT: {
         const callId = agi.request.query['uuid'] ?? agi.request.args[0] ?? '';
-        const outcome = await options.registry.outcome(callId, resultWaitMs);
-        await setOutcomeVariables(agi, outcome, callId);
+        let outcome = await options.registry.outcome(callId, resultWaitMs);
+        let running = options.registry.get(callId) !== undefined;
+        if (outcome === undefined && !running && options.remoteOutcome) {
+          const remote = await options.remoteOutcome(callId, resultWaitMs);
+          running = remote === 'running';
+          outcome = remote === 'running' ? undefined : remote;
+        }
+        await setOutcomeVariables(agi, outcome, callId, running);
         return;
       }
       case SCRIPT_RUN: {
@@ -141,9 +152,8 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
     });
   }
 
-  async function setOutcomeVariables(agi: AgiSession, outcome: CallOutcome | undefined, callId: string): Promise<void> {
+  async function setOutcomeVariables(agi: AgiSession, outcome: CallOutcome | undefined, callId: string, known = options.registry.get(callId) !== undefined): Promise<void> {
     if (!outcome) {
-      const known = options.registry.get(callId) !== undefined;
       await agi.setVariable('AI_RESULT', 'AGENT_ERROR');
       await agi.setVariable('AI_TRANSFER_TO', '');
       await agi.setVariable('AI_CONVERSATION_ID', '');

@@ -10,7 +10,9 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { parseConfig } from '../../src/config/load.js';
+import { simulateCall } from '../../src/simulate/simulate.js';
 import { DIALPLAN_FILES } from '../../src/dialplan/render.js';
 import { cleanEnv, describeRun, isNetworkFailure, packageJson, REPO, run, SCRIPTS_DIR } from './helpers.js';
 
@@ -110,6 +112,31 @@ describe('installed from the tarball', () => {
     for (const name of Object.keys(DIALPLAN_FILES)) expect(existsSync(join(out, name)), name).toBe(true);
     expect(readFileSync(join(out, 'ai-call-extensions.conf'), 'utf8')).toMatch(/^\[ai-call-agent\]$/m);
   }, 30_000);
+
+  it('serve --workers 2: calls spread over two processes, and every result AGI finds its call', async (ctx) => {
+    if (!installed.ok) ctx.skip(installed.reason);
+    const base = 30_000 + Math.floor(Math.random() * 20_000);
+    const config = join(work, 'workers.yaml');
+    writeFileSync(config, `agi: { port: ${base} }\naudiosocket: { port: ${base + 1} }\nstatus: { port: ${base + 3} }\nagents:\n  echo: { provider: echo }\n`);
+    const child = spawn(join(prefix, 'node_modules', '.bin', 'ai-call'), ['-c', config, 'serve', '--workers', '2'], { env: cleanEnv(), stdio: 'ignore' });
+    try {
+      let health: { workers?: Array<{ ready: boolean; audiosocket?: { port: number } }> } = {};
+      for (let i = 0; i < 100 && !(health.workers?.length === 2 && health.workers.every((w) => w.ready)); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        health = await fetch(`http://127.0.0.1:${base + 3}/healthz`).then((r) => r.json() as Promise<typeof health>, () => ({}));
+      }
+      expect(health.workers?.map((w) => w.ready)).toEqual([true, true]);
+      const calls = await Promise.all(
+        Array.from({ length: 6 }, () => simulateCall({ agiHost: '127.0.0.1', agiPort: base, agent: 'echo', mode: 'assign', audio: Buffer.alloc(0), sampleRateHz: 8000, hangupAfterMs: 400 })),
+      );
+      for (const call of calls) expect(call.resultVariables).toMatchObject({ AI_RESULT: 'CALLER_HANGUP', AI_ERROR: '' });
+      // Each worker hands out its own AudioSocket port.
+      expect(new Set(health.workers!.map((w) => w.audiosocket?.port)).size).toBe(2);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+  }, 60_000);
 
   it('validates the embedded default: check-config', async (ctx) => {
     if (!installed.ok) ctx.skip(installed.reason);
