@@ -4,6 +4,7 @@ import { loadConfig, redactConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './log.js';
 import { hostPort, startServer } from './main.js';
+import { closeOnSignals } from './shutdown.js';
 import { simulateCall } from './simulate/simulate.js';
 import { encodeWav, readWav } from './audio/wav.js';
 import { Resampler } from './audio/resample.js';
@@ -60,21 +61,7 @@ export function buildCli(io: CliIo): Command {
         return;
       }
       const server = await startServer(config, { logger });
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal, graceMs }, 'shutting down: no new calls, live calls may finish');
-        server.close(graceMs).then(
-          () => process.exit(0),
-          (err: unknown) => {
-            logger.error({ err: describeError(err) }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
+      closeOnSignals(server, graceMs, logger);
     });
 
   program

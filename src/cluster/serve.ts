@@ -4,7 +4,7 @@
  */
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
-import { describeError } from '../errors.js';
+import { closeOnSignals } from '../shutdown.js';
 import { startCluster, type RunningCluster } from './primary.js';
 
 export interface ServeClusterOptions {
@@ -17,20 +17,6 @@ export interface ServeClusterOptions {
 export async function serveCluster(options: ServeClusterOptions): Promise<RunningCluster> {
   const { logger, graceMs } = options;
   const running = await startCluster({ config: options.config, workers: options.workers, logger });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal, graceMs }, 'shutting down: no new calls, live calls may finish');
-    running.close(graceMs).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err: describeError(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  closeOnSignals(running, graceMs, logger);
   return running;
 }

@@ -1,7 +1,7 @@
 import type { Config, ElevenLabsAgentConfig } from '../../config/schema.js';
 import { parseAudioFormat } from '../../audio/format.js';
 import { describeError } from '../../errors.js';
-import { resolveOrigins } from './endpoint.js';
+import { describeBody, resolveOrigins, scrub } from './endpoint.js';
 
 /**
  * `ai-call agents check`: reads every configured ElevenLabs agent over the REST API and says which of
@@ -381,32 +381,6 @@ function checkOrigin(agent: ElevenLabsAgentConfig, remote: RemoteAgent): AgentCh
 
 // ---------------------------------------------------------------------------------------------
 // The REST request.
-
-const MAX_BODY_CHARS = 200;
-
-function scrub(text: string, secret: string): string {
-  return secret === '' ? text : text.split(secret).join('[redacted]');
-}
-
-/** A short, key-free reading of an error body such as {"detail":{"status":…,"message":…}}. */
-async function describeBody(response: Response, apiKey: string): Promise<string> {
-  let text: string;
-  try {
-    text = await response.text();
-  } catch {
-    return '';
-  }
-  try {
-    const json: unknown = JSON.parse(text);
-    const detail = at(json, 'detail');
-    if (typeof detail === 'string') text = detail;
-    else if (isObject(detail)) text = [detail['status'], detail['message']].filter((v) => typeof v === 'string').join(': ') || text;
-  } catch {
-    // not JSON: keep the text
-  }
-  text = scrub(text.replace(/\s+/g, ' ').trim(), apiKey);
-  return text.length > MAX_BODY_CHARS ? `${text.slice(0, MAX_BODY_CHARS)}…` : text;
-}
 
 type Fetched = { readonly ok: true; readonly body: unknown } | { readonly ok: false; readonly finding: AgentCheckFinding };
 

@@ -64,12 +64,12 @@ export interface SignedUrlRequest {
 
 const MAX_BODY_CHARS = 200;
 
-function scrub(text: string, secret: string): string {
+export function scrub(text: string, secret: string): string {
   return secret === '' ? text : text.split(secret).join('[redacted]');
 }
 
 /** A short, key-free reading of an error body such as {"detail":{"status":…,"message":…}}. */
-async function describeBody(response: Response, apiKey: string): Promise<string> {
+export async function describeBody(response: Response, apiKey: string): Promise<string> {
   let text: string;
   try {
     text = await response.text();
