@@ -215,8 +215,17 @@ export class OutboundCalls {
   /** Moves a live call's channel to a dialplan target; the AudioSocket ends and the channel continues there. */
   async redirect(callId: string, target: unknown): Promise<string> {
     const { context, exten, priority } = parseTarget(target);
-    await this.#o.ami.action('Redirect', { Channel: this.#channelOf(callId), Context: context, Exten: exten, Priority: priority });
-    return `${context},${exten},${priority}`;
+    const channel = this.#channelOf(callId);
+    const destination = `${context},${exten},${priority}`;
+    const session = this.#o.registry.get(callId);
+    session?.expectRedirect(destination);
+    try {
+      await this.#o.ami.action('Redirect', { Channel: channel, Context: context, Exten: exten, Priority: priority });
+    } catch (err) {
+      session?.expectRedirect(undefined);
+      throw err;
+    }
+    return destination;
   }
 
   /** Sets channel variables on a live call, e.g. results for a call that cannot run the result AGI. */

@@ -2,8 +2,15 @@
  * One phone call between Asterisk and an agent: the only code that sees both sides.
  *
  *   Asterisk ──AudioSocket──► onAudio ──► uplink converter ──► agent.sendAudio ─────────────► agent
- *   agent ──onAudio(chunk, eventId)──► downlink converter ──► playout buffer (20 ms frames)
- *          ──► shared FrameClock tick ──► MediaConnection.sendAudio ──► Asterisk
+ *   agent ──onAudio(chunk, eventId)──► pending chunks (agent format, bounded, not yet converted)
+ *          shared FrameClock tick ──► downlink converter, one frame's worth ──► playout buffer
+ *          ──► the frame, header written in its headroom ──► MediaConnection.sendAudioMessage ──► Asterisk
+ *
+ * Agent audio is converted on the clock, not on arrival: a 2 s reply arrives as twenty messages at
+ * once, and resampling it there would hold the event loop (and every call's next frame) for
+ * milliseconds. Each tick converts only what its frame needs, so the same work is spread evenly.
+ * Per frame out: one allocation (the playout frame, with room for the AudioSocket header) and one
+ * write; silence is one pre-encoded message shared by every silent frame of the call.
  *
  * States: pending (UUID issued, waiting for Asterisk to connect) → live (media flowing) →
  * draining (agent finished or transferred: play out what is queued) → ended (outcome kept for
@@ -17,11 +24,12 @@ import type { FrameClock, FrameListener } from '../audio/frame-clock.js';
 import type { AgentEnd, AgentHandlers, AgentProvider, AgentSession, CallContext, ToolCall, TranscriptEntry } from '../agent/types.js';
 import type { MediaConnection, MediaHandler } from '../asterisk/audiosocket/server.js';
 import type { CallEvent, CallEventSink, CallOutcome, CallResult, CallSource, CallStats } from './events.js';
-import { audioFormatName, bytesForMs, msForBytes, sameFormat, SLIN_16K, SLIN_8K, type AudioFormat } from '../audio/format.js';
+import { audioFormatName, bytesForMs, bytesPerSample, msForBytes, sameFormat, SLIN_16K, SLIN_8K, type AudioFormat } from '../audio/format.js';
+import { ChunkQueue } from '../audio/chunk-queue.js';
 import { createConverter, type Converter } from '../audio/convert.js';
 import { PlayoutBuffer } from '../audio/playout.js';
 import { generateDtmf } from '../audio/dtmf.js';
-import { kindForSampleRate } from '../asterisk/audiosocket/protocol.js';
+import { encodeAudio, encodeAudioInPlace, HEADER_BYTES, kindForSampleRate } from '../asterisk/audiosocket/protocol.js';
 import { BridgeError, describeError } from '../errors.js';
 import { formatTransferTarget } from './transfer.js';
 
@@ -30,6 +38,8 @@ const SPEECH_MEAN_ABS = 500;
 /** With no frame from Asterisk for this long, we feed the agent silence (protocols.md §4.7: 60 s without input ends the session). */
 const UPLINK_IDLE_MS = 100;
 const DTMF_DIGITS = /^[0-9*#A-D]{1,32}$/;
+/** Bounds agent audio queued before its format is known (the agent still starting): the widest format. */
+const UNKNOWN_AGENT_FORMAT: AudioFormat = Object.freeze({ encoding: 'pcm', sampleRateHz: 48_000 });
 
 type PendingEnd = { readonly result: CallResult; readonly reason: string; readonly transferTo?: string; readonly error?: string };
 
@@ -90,8 +100,15 @@ export class CallSession implements FrameListener {
   #agentEnd: PendingEnd | undefined;
   /** The agent connection finished by itself: no more audio can come. */
   #agentFinished = false;
-  /** Agent audio that arrived before media: kept raw until the line format is known. */
-  #preMedia: Array<{ chunk: Buffer; eventId: number }> = [];
+  /**
+   * Agent audio as it arrived (agent format), converted on the clock one frame's worth at a time;
+   * before media it waits here until the line format is known. Chunks are retained, not copied:
+   * providers hand over fresh buffers (base64 decodes; the echo agent's caller frames, which the
+   * AudioSocket parser never reuses).
+   */
+  readonly #pending = new ChunkQueue();
+  /** Agent-format bytes converted per step: one frame's worth. */
+  #downlinkSliceBytes = 0;
 
   #lineFormat: AudioFormat;
   #lineKind: number;
@@ -99,7 +116,8 @@ export class CallSession implements FrameListener {
   #playout: PlayoutBuffer;
   #uplink: Converter | undefined;
   #downlink: Converter | undefined;
-  #silenceFrame: Buffer;
+  /** One silent frame, already an AudioSocket message: written as is, never changed (shared by every silent tick). */
+  #silenceMessage: Buffer;
   #uplinkSilence: Buffer | undefined;
 
   #mediaAtMs: number | undefined;
@@ -114,6 +132,8 @@ export class CallSession implements FrameListener {
   #callerStoppedAtMs: number | undefined;
   #greetingReported = false;
 
+  /** Set by expectRedirect(): where an AMI Redirect is moving the channel. */
+  #redirectedTo: string | undefined;
   #dtmfDigits = '';
   #dtmfTimer: TimerHandle | undefined;
 
@@ -131,7 +151,7 @@ export class CallSession implements FrameListener {
     this.#lineFormat = options.agentConfig.wideband ? SLIN_16K : SLIN_8K;
     this.#lineKind = kindForSampleRate(this.#lineFormat.sampleRateHz)!;
     this.#playout = this.#newPlayout(this.#lineFormat);
-    this.#silenceFrame = Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs));
+    this.#silenceMessage = encodeAudio(this.#lineKind, Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs)));
     this.#ended = new Promise((resolve) => (this.#resolveEnded = resolve));
     const expiryTimer = options.clock.setTimer(() => this.#onMediaTimeout(), options.mediaTimeoutMs);
     expiryTimer.unref?.();
@@ -227,6 +247,15 @@ export class CallSession implements FrameListener {
     };
   }
 
+  /**
+   * An AMI Redirect is about to move the caller's channel elsewhere: Asterisk's AudioSocket app then
+   * closes the socket like a hang-up (it logs "Failed to receive frame"), so the close that follows
+   * is recorded as COMPLETED with where the call went, not as CALLER_HANGUP.
+   */
+  expectRedirect(target: string | undefined): void {
+    if (this.#state.name === 'live' || this.#state.name === 'draining') this.#redirectedTo = target;
+  }
+
   /** Ends the call from outside (admin hang-up, shutdown, a result asked for before media). */
   hangup(reason: string, result: CallResult = 'COMPLETED', error?: string): void {
     this.#end(error === undefined ? { result, reason } : { result, reason, error });
@@ -261,16 +290,17 @@ export class CallSession implements FrameListener {
       this.#end({ result: 'TIMEOUT', reason: 'maximum call duration reached', error: `CALL_TIMEOUT: call exceeded calls.maxDurationS=${this.#o.calls.maxDurationS}` });
       return;
     }
-    const frame = this.#playout.shift();
+    const frame = this.#nextFrame();
     if (frame) {
-      state.media.sendAudio(this.#lineKind, frame);
+      // The frame is ours alone (the playout never touches a shifted frame): the socket may keep it queued.
+      state.media.sendAudioMessage(encodeAudioInPlace(this.#lineKind, frame));
       this.#stats.agentFramesOut++;
       if (!this.#greetingReported && this.#mediaAtMs !== undefined) {
         this.#greetingReported = true;
         this.#emit({ type: 'greeting', msAfterMedia: Math.round(nowMs - this.#mediaAtMs) });
       }
     } else {
-      state.media.sendAudio(this.#lineKind, this.#silenceFrame);
+      state.media.sendAudioMessage(this.#silenceMessage);
       this.#stats.silenceFramesOut++;
     }
     this.#stats.framesOut++;
@@ -282,7 +312,7 @@ export class CallSession implements FrameListener {
 
     if (state.name === 'draining') {
       const quiet = this.#agentFinished || nowMs - this.#lastAgentAudioAtMs >= this.#o.calls.postToolQuietMs;
-      if ((this.#playout.frames === 0 && quiet) || nowMs >= state.deadline) {
+      if ((this.#playout.frames === 0 && this.#pending.bytes === 0 && quiet) || nowMs >= state.deadline) {
         this.#end(state.end);
       }
       return;
@@ -358,6 +388,10 @@ export class CallSession implements FrameListener {
   #onMediaClose(reason: 'eof' | 'error' | 'local' | 'bad-frame'): void {
     const state = this.#state;
     if (state.name === 'ended') return;
+    if (this.#redirectedTo !== undefined) {
+      this.#end({ result: 'COMPLETED', reason: `redirected to ${this.#redirectedTo} over AMI` });
+      return;
+    }
     if (state.name === 'draining') {
       // We asked for the end already (or the caller left during the farewell): keep that outcome.
       this.#end(state.end);
@@ -400,24 +434,78 @@ export class CallSession implements FrameListener {
     // protocols.md §4.9: after an interruption, audio of that response or older is stale.
     if (eventId <= this.#lastInterruptId && eventId !== 0) return;
     this.#lastAgentAudioAtMs = this.#o.clock.now();
-    if (!this.#downlink) {
-      this.#preMedia.push({ chunk, eventId });
-      return;
+    if (chunk.length === 0) return;
+    this.#noteResponse(eventId);
+    // Bounded in milliseconds (calls.maxBufferedAudioMs, style.md rule 4): beyond it the newest audio
+    // is dropped and counted; what is queued keeps playing in order.
+    const format = this.#agentOutputFormat() ?? UNKNOWN_AGENT_FORMAT;
+    const roomMs = this.#o.calls.maxBufferedAudioMs - this.#queuedMs();
+    const sampleBytes = bytesPerSample(format);
+    const roomBytes = Math.max(0, Math.floor((roomMs * format.sampleRateHz) / 1000)) * sampleBytes;
+    if (roomBytes < chunk.length) {
+      this.#stats.droppedAgentBytes += chunk.length - roomBytes;
+      this.#log.warn({ droppedBytes: chunk.length - roomBytes }, 'playout buffer full: agent audio dropped');
+      if (roomBytes === 0) return;
+      chunk = chunk.subarray(0, roomBytes);
     }
-    this.#enqueueAgentAudio(this.#downlink.convert(chunk), eventId);
+    this.#pending.push(chunk, eventId);
   }
 
-  #enqueueAgentAudio(lineAudio: Buffer, eventId: number): void {
-    if (lineAudio.length === 0) return;
-    if (eventId > this.#lastEnqueuedEventId) {
-      // A new response: the caller waited for it since they stopped speaking, plus what is still queued.
-      if (this.#callerStoppedAtMs !== undefined && this.#lastEnqueuedEventId >= 0) {
-        const latencyMs = this.#o.clock.now() - this.#callerStoppedAtMs + this.#playout.frames * this.#frameMs;
-        this.#emit({ type: 'turn', latencyMs: Math.round(latencyMs), eventId });
-        this.#callerStoppedAtMs = undefined;
-      }
-      this.#lastEnqueuedEventId = eventId;
+  /** A new response: the caller waited for it since they stopped speaking, plus what is still queued. */
+  #noteResponse(eventId: number): void {
+    if (eventId <= this.#lastEnqueuedEventId) return;
+    if (this.#callerStoppedAtMs !== undefined && this.#lastEnqueuedEventId >= 0) {
+      const latencyMs = this.#o.clock.now() - this.#callerStoppedAtMs + this.#queuedMs();
+      this.#emit({ type: 'turn', latencyMs: Math.round(latencyMs), eventId });
+      this.#callerStoppedAtMs = undefined;
     }
+    this.#lastEnqueuedEventId = eventId;
+  }
+
+  /** Agent audio queued ahead of the clock: playout frames plus what is not converted yet. */
+  #queuedMs(): number {
+    const pendingBytes = this.#pending.bytes;
+    const pendingMs = pendingBytes === 0 ? 0 : msForBytes(this.#agentOutputFormat() ?? UNKNOWN_AGENT_FORMAT, pendingBytes);
+    return msForBytes(this.#lineFormat, this.#playout.bufferedBytes) + pendingMs;
+  }
+
+  /** The format of the audio the agent sends, once it is known. */
+  #agentOutputFormat(): AudioFormat | undefined {
+    const formats = this.#agent?.formats;
+    if (formats === undefined) return undefined;
+    return formats === 'line' ? this.#lineFormat : formats.output;
+  }
+
+  /**
+   * The next line frame, or undefined for silence. Converts pending agent audio one frame's worth at
+   * a time, only as far as this frame needs (the rest waits for its own tick).
+   */
+  #nextFrame(): Buffer | undefined {
+    const downlink = this.#downlink;
+    const pending = this.#pending;
+    if (downlink !== undefined) {
+      while (this.#playout.frames === 0 && pending.bytes > 0) {
+        const slice = pending.take(this.#downlinkSliceBytes)!;
+        this.#enqueueLine(downlink.convert(slice), pending.takenEventId);
+      }
+    }
+    return this.#playout.shift();
+  }
+
+  /** Converts everything pending now, in order: before the drain seals the last frame, or DTMF tones queue behind it. */
+  #convertAllPending(): void {
+    const downlink = this.#downlink;
+    if (downlink === undefined) return;
+    const pending = this.#pending;
+    while (pending.bytes > 0) {
+      const slice = pending.take(this.#downlinkSliceBytes)!;
+      this.#enqueueLine(downlink.convert(slice), pending.takenEventId);
+    }
+  }
+
+  /** Line audio into the playout buffer (whose own bound is the same maxBufferedAudioMs). */
+  #enqueueLine(lineAudio: Buffer, eventId: number): void {
+    if (lineAudio.length === 0) return;
     const accepted = this.#playout.enqueue(lineAudio, eventId);
     if (accepted < lineAudio.length) {
       this.#stats.droppedAgentBytes += lineAudio.length - accepted;
@@ -430,10 +518,11 @@ export class CallSession implements FrameListener {
     this.#lastInterruptId = eventId;
     this.#stats.interruptions++;
     // AudioSocket has no "clear" command: the only way to stop speech at once is to drop what is queued.
-    const droppedBytes = this.#playout.clear();
-    this.#preMedia = [];
+    const droppedMs = this.#queuedMs();
+    this.#playout.clear();
+    this.#pending.clear();
     this.#downlink?.reset();
-    this.#emit({ type: 'interruption', eventId, droppedMs: Math.round(msForBytes(this.#lineFormat, droppedBytes)) });
+    this.#emit({ type: 'interruption', eventId, droppedMs: Math.round(droppedMs) });
   }
 
   #onAgentTranscript(entry: TranscriptEntry): void {
@@ -481,7 +570,9 @@ export class CallSession implements FrameListener {
           return;
         }
         const tones = generateDtmf(digits, { sampleRateHz: this.#lineFormat.sampleRateHz });
-        this.#enqueueAgentAudio(tones, Math.max(this.#lastEnqueuedEventId, 0));
+        // After whatever the agent already said: the tones are line audio, so what is pending goes first.
+        this.#convertAllPending();
+        this.#enqueueLine(tones, Math.max(this.#lastEnqueuedEventId, 0));
         answer(`Sent DTMF ${digits}.`, false);
         return;
       }
@@ -511,6 +602,8 @@ export class CallSession implements FrameListener {
     const state = this.#state;
     if (state.name !== 'live') return;
     this.#emit({ type: 'call.ending', result: end.result, reason: end.reason });
+    // The last words: everything received so far, its final partial frame padded with silence.
+    this.#convertAllPending();
     this.#playout.sealPartial();
     // After a tool call the agent usually still speaks ("transferring you now"): give it time to start.
     this.#lastAgentAudioAtMs = this.#o.clock.now();
@@ -521,9 +614,7 @@ export class CallSession implements FrameListener {
     const agent = this.#agent!;
     this.#configureConverters();
     agent.startMedia(this.#lineFormat);
-    const pending = this.#preMedia;
-    this.#preMedia = [];
-    for (const { chunk, eventId } of pending) this.#enqueueAgentAudio(this.#downlink!.convert(chunk), eventId);
+    // Audio that arrived before media (the greeting) is pending and plays from the next frame on.
   }
 
   #configureConverters(): void {
@@ -533,10 +624,12 @@ export class CallSession implements FrameListener {
     if (formats === 'line') {
       this.#uplink = identityConverter();
       this.#downlink = identityConverter();
+      this.#downlinkSliceBytes = bytesForMs(this.#lineFormat, this.#frameMs);
       this.#uplinkSilence = Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs));
     } else {
       this.#uplink = createConverter(this.#lineFormat, formats.input);
       this.#downlink = createConverter(formats.output, this.#lineFormat);
+      this.#downlinkSliceBytes = bytesForMs(formats.output, this.#frameMs);
       this.#uplinkSilence = createConverter(this.#lineFormat, formats.input).convert(Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs)));
       if (sameFormat(formats.input, this.#lineFormat) && sameFormat(formats.output, this.#lineFormat)) {
         this.#log.debug('agent formats match the line: audio passes through untouched');
@@ -551,13 +644,14 @@ export class CallSession implements FrameListener {
     const next: AudioFormat = { encoding: 'pcm', sampleRateHz };
     this.#log.info({ fromHz: previous.sampleRateHz, toHz: sampleRateHz }, 'Asterisk carries a different rate than expected: following it');
     // Re-convert what is already queued (the greeting) so nothing is lost or played at the wrong pitch.
+    // (Pending agent audio is still in the agent's format: the new downlink converter takes it as is.)
     const queued: Buffer[] = [];
-    for (let frame = this.#playout.shift(); frame; frame = this.#playout.shift()) queued.push(frame);
+    for (let frame = this.#playout.shift(); frame; frame = this.#playout.shift()) queued.push(frame.subarray(HEADER_BYTES));
     const requeue = createConverter(previous, next);
     this.#lineFormat = next;
     this.#lineKind = kind;
     this.#playout = this.#newPlayout(next);
-    this.#silenceFrame = Buffer.alloc(bytesForMs(next, this.#frameMs));
+    this.#silenceMessage = encodeAudio(kind, Buffer.alloc(bytesForMs(next, this.#frameMs)));
     for (const frame of queued) this.#playout.enqueue(requeue.convert(frame), this.#lastEnqueuedEventId);
     this.#configureConverters();
     this.#agent?.startMedia(next);
@@ -568,16 +662,19 @@ export class CallSession implements FrameListener {
     return new PlayoutBuffer({
       frameBytes: bytesForMs(format, this.#frameMs),
       maxBufferedBytes: bytesForMs(format, this.#o.calls.maxBufferedAudioMs),
+      // Each frame leaves as one AudioSocket message built in place (encodeAudioInPlace): no copy.
+      headroomBytes: HEADER_BYTES,
     });
   }
 
   #trackCallerSpeech(payload: Buffer): void {
     // Mean absolute level over every sample (skipping samples would alias with tones: a 1 kHz tone
-    // read every 4th sample at 8 kHz is all zero crossings). 160 reads per frame.
+    // read every 4th sample at 8 kHz is all zero crossings). 160 samples per frame, s16le read by hand:
+    // the payload sits at an odd offset of the socket chunk, so no Int16Array can view it.
     let sum = 0;
     let count = 0;
     for (let i = 0; i + 1 < payload.length; i += 2) {
-      sum += Math.abs(payload.readInt16LE(i));
+      sum += Math.abs(((payload[i]! | (payload[i + 1]! << 8)) << 16) >> 16);
       count++;
     }
     const speaking = count > 0 && sum / count > SPEECH_MEAN_ABS;
@@ -621,7 +718,7 @@ export class CallSession implements FrameListener {
       error: end.error ?? '',
     });
     this.#transition({ name: 'ended', outcome });
-    this.#preMedia = [];
+    this.#pending.clear();
     this.#playout.clear();
     // The registry keeps ended calls for the result AGI (calls.resultTtlMs, 10 min by default):
     // keep only the outcome, not the agent session (WebSocket, buffers) or the resamplers.

@@ -253,6 +253,16 @@ describe('CallSession', () => {
     expect(t.session.outcome).toMatchObject({ result: 'AGENT_ERROR', error: 'AGENT_QUOTA_EXCEEDED: quota limit reached (close 1002)' });
   });
 
+  it('a channel redirected over AMI is recorded as COMPLETED when Asterisk then closes the socket', async () => {
+    const t = setup();
+    await t.session.startAgent(t.provider, 1000);
+    const media = t.connect();
+    t.session.expectRedirect('from-internal,100,1');
+    media.onClose('eof');
+    expect(t.session.outcome).toMatchObject({ result: 'COMPLETED', error: '' });
+    expect(t.events.find((e) => e.type === 'call.ended')).toBeDefined();
+  });
+
   it('caller hang-up releases everything: clock slot, agent, media', async () => {
     const t = setup();
     await t.session.startAgent(t.provider, 1000);

@@ -388,10 +388,14 @@ export class AsteriskHarness {
     return this.#output.split('\n').slice(-lines).join('\n');
   }
 
-  /** Writes mono s16le PCM as <sounds>/<name>.wav; returns the path without extension, for Playback(). */
-  async writeSound(name: string, pcm: Buffer, sampleRateHz: number): Promise<string> {
+  /**
+   * Writes mono s16le PCM as <sounds>/<name>.wav (8 kHz) or .wav16 (16 kHz: format_wav reads .wav as
+   * 8 kHz only); returns the path without extension, for Playback().
+   */
+  async writeSound(name: string, pcm: Buffer, sampleRateHz: 8_000 | 16_000): Promise<string> {
+    if (sampleRateHz !== 8_000 && sampleRateHz !== 16_000) throw new RangeError(`writeSound: format_wav plays 8000 or 16000 Hz, not ${String(sampleRateHz)}`);
     const base = join(this.soundsDir, name);
-    await writeFile(`${base}.wav`, encodeWav(pcm, sampleRateHz));
+    await writeFile(`${base}.${sampleRateHz === 16_000 ? 'wav16' : 'wav'}`, encodeWav(pcm, sampleRateHz));
     return base;
   }
 

@@ -40,6 +40,8 @@ export interface SegmentOptions {
   readonly bridgeMs?: number;
   /** Segments shorter than this are dropped (clicks). Default 40 ms. */
   readonly minMs?: number;
+  /** Highest pitch looked for. Default 3500 Hz (the 8 kHz line); wideband recordings may go higher. */
+  readonly maxHz?: number;
 }
 
 /**
@@ -52,12 +54,13 @@ export function findSegments(pcm: Buffer, sampleRateHz: number, options: Segment
   const thresholdDb = options.thresholdDb ?? -40;
   const bridgeMs = options.bridgeMs ?? 60;
   const minMs = options.minMs ?? 40;
+  const maxHz = Math.min(options.maxHz ?? 3_500, sampleRateHz / 2 - 100);
   const windowBytes = Math.round((sampleRateHz * windowMs) / 1000) * 2;
   const windows: Array<{ loud: boolean; hz: number }> = [];
   for (let offset = 0; offset + windowBytes <= pcm.length; offset += windowBytes) {
     const w = pcm.subarray(offset, offset + windowBytes);
     const loud = rmsDb(w) > thresholdDb;
-    windows.push({ loud, hz: loud ? dominantFrequency(w, sampleRateHz, { fromHz: 100, toHz: Math.min(3_500, sampleRateHz / 2 - 100), stepHz: 20 }) : 0 });
+    windows.push({ loud, hz: loud ? dominantFrequency(w, sampleRateHz, { fromHz: 100, toHz: maxHz, stepHz: 20 }) : 0 });
   }
   const differs = (a: number, b: number): boolean => Math.abs(a - b) > PITCH_SPLIT_HZ;
 
@@ -78,17 +81,17 @@ export function findSegments(pcm: Buffer, sampleRateHz: number, options: Segment
       const startMs = r.start * windowMs;
       const endMs = r.end * windowMs;
       const interior = slice(pcm, sampleRateHz, startMs + 20, Math.max(startMs + 40, endMs - 20));
-      return { startMs, endMs, ms: endMs - startMs, hz: pitchHz(interior, sampleRateHz), levelDb: rmsDb(interior) };
+      return { startMs, endMs, ms: endMs - startMs, hz: pitchHz(interior, sampleRateHz, maxHz), levelDb: rmsDb(interior) };
     });
 }
 
 /** Windows whose coarse pitch differs by more than this belong to different tones. */
 const PITCH_SPLIT_HZ = 80;
 
-/** Dominant frequency in 100..3500 Hz: a 10 Hz sweep, then 1 Hz around the best. Uses at most 1 s. */
-export function pitchHz(pcm: Buffer, sampleRateHz: number): number {
+/** Dominant frequency in 100..maxHz (default 3500) Hz: a 10 Hz sweep, then 1 Hz around the best. Uses at most 1 s. */
+export function pitchHz(pcm: Buffer, sampleRateHz: number, maxHz = 3_500): number {
   const part = pcm.subarray(0, Math.min(pcm.length, sampleRateHz * 2));
-  const coarse = dominantFrequency(part, sampleRateHz, { fromHz: 100, toHz: Math.min(3_500, sampleRateHz / 2 - 100), stepHz: 10 });
+  const coarse = dominantFrequency(part, sampleRateHz, { fromHz: 100, toHz: Math.min(maxHz, sampleRateHz / 2 - 100), stepHz: 10 });
   return dominantFrequency(part, sampleRateHz, { fromHz: coarse - 10, toHz: coarse + 10, stepHz: 1 });
 }
 

@@ -9,6 +9,8 @@
  *     [e2e-phone]      the far phone: answers, records what it hears (MixMonitor r()), plays its WAV, hangs up
  *     [e2e-transfer]   transfer targets: announce themselves with a UserEvent and a tone
  *     [e2e-fallback]   the agents' fallback
+ *     …                a suite's own contexts (StackOptions.extraDialplan: dialer entries, phones that
+ *                      send DTMF, marker extensions), built with phoneContext() / markerExtension()
  *
  * The source is chosen by E2E_DIALPLAN: `generated` (src/dialplan/render.ts), `stand-in` (the
  * README/agi-contract flow written here), or `auto` (default): generated when render.ts exists.
@@ -81,11 +83,13 @@ export function standInExtensions(config: Config, prefix = config.dialplan.prefi
     return target === undefined ? undefined : typeof target === 'string' ? target : `${target.context},${target.exten},${target.priority}`;
   };
   const flow = (exten: string, agent: string, answer: boolean): void => {
+    // agi-contract.md: 8 kHz with the AudioSocket() app; wideband agents 16 kHz with the channel driver.
+    const media = config.agents[agent]?.wideband ? 'Dial(AudioSocket/${AI_AUDIOSOCKET}/${AI_UUID}/c(slin16),,g)' : 'AudioSocket(${AI_UUID},${AI_AUDIOSOCKET})';
     lines.push(
       `exten => ${exten},1,AGI(${agi}/ai-call?agent=${agent})`,
       ' same => n,GotoIf($["${AI_STATUS}" != "READY"]?unavailable)',
       ...(answer ? [' same => n,Answer()'] : []),
-      ' same => n,AudioSocket(${AI_UUID},${AI_AUDIOSOCKET})',
+      ` same => n,${media}`,
       ` same => n,AGI(${agi}/ai-call/result?uuid=\${AI_UUID})`,
       ' same => n,GotoIf($["${AI_RESULT}" = "TRANSFER"]?${AI_TRANSFER_TO})',
       ' same => n,Hangup()',
@@ -137,12 +141,17 @@ export interface E2eDialplanOptions {
   readonly hasRoutes: boolean;
 }
 
+/** UserEvent field: the wall time, epoch seconds with ms. */
+export const AT = 'At: ${STRFTIME(,,%s.%3q)}';
+
+/** The phone's default script: play caller-<id>.wav once. */
+export const PLAY_CALLER = 'Playback(${E2E_SOUNDS}/caller-${E2E_CALL})';
+
 /**
  * The harness's own extensions.conf: the far phone, transfer targets and fallback. The phone
  * reports each step with a UserEvent `E2EPhone` (Call, Phase, At = epoch seconds with ms).
  */
 export function e2eExtensions(o: E2eDialplanOptions): string {
-  const at = 'At: ${STRFTIME(,,%s.%3q)}';
   return [
     '; e2e harness dialplan (test/e2e/support/dialplan.ts): plays the admin\'s extensions.conf',
     '[globals]',
@@ -155,27 +164,56 @@ export function e2eExtensions(o: E2eDialplanOptions): string {
     `[${INBOUND_CONTEXT}]`,
     ...(o.hasRoutes ? [`include => ${o.prefix}-route-${INBOUND_CONTEXT}`] : []),
     '',
-    `[${PHONE_CONTEXT}]`,
-    '; <call id>: answer, record what this phone hears (r) and says (t), play caller-<id>.wav, hang up.',
-    'exten => _X.,1,Set(E2E_CALL=${EXTEN})',
-    ' same => n,Answer()',
-    ' same => n,MixMonitor(${E2E_REC}/mix-${E2E_CALL}.wav,r(${E2E_REC}/heard-${E2E_CALL}.wav)t(${E2E_REC}/said-${E2E_CALL}.wav))',
-    ` same => n,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: media,${at})`,
-    ' same => n,Playback(${E2E_SOUNDS}/caller-${E2E_CALL})',
-    ` same => n,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: played,${at})`,
-    ' same => n,Hangup()',
-    `exten => h,1,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: hangup,Cause: \${HANGUPCAUSE},${at})`,
-    '',
+    phoneContext(PHONE_CONTEXT),
     `[${TRANSFER_CONTEXT}]`,
     ...o.transferExtensions.flatMap((exten) => [
-      `exten => ${exten},1,UserEvent(E2EMark,Mark: transfer-landed,Exten: \${EXTEN},AiResult: \${AI_RESULT},${at})`,
+      `exten => ${exten},1,UserEvent(E2EMark,Mark: transfer-landed,Exten: \${EXTEN},AiResult: \${AI_RESULT},${AT})`,
       ` same => n,Playback(\${E2E_SOUNDS}/transfer-${exten})`,
       ' same => n,Hangup()',
     ]),
     '',
     `[${FALLBACK_CONTEXT}]`,
-    `exten => s,1,UserEvent(E2EMark,Mark: fallback,Status: \${AI_STATUS},Result: \${AI_RESULT},Error: \${AI_ERROR},${at})`,
+    `exten => s,1,UserEvent(E2EMark,Mark: fallback,Status: \${AI_STATUS},Result: \${AI_RESULT},Error: \${AI_ERROR},${AT})`,
     ' same => n,Hangup()',
     '',
   ].join('\n');
+}
+
+/** What a phone records in: `wav` (8 kHz, the default) or `wav16` (16 kHz, for a wideband phone). */
+export type RecordingFormat = 'wav' | 'wav16';
+
+/**
+ * A far-phone context: `<call id>`: answer, record what this phone hears (r) and says (t), run
+ * `steps` (dialplan applications, default: play caller-<id>.wav), hang up. It reports `media` before
+ * the steps, `played` after them and `hangup` from h, so E2eStack.call() and collect() work with any
+ * phone context built here (suites add their own through StackOptions.extraDialplan).
+ */
+export function phoneContext(name: string, steps: readonly string[] = [PLAY_CALLER], o: { recording?: RecordingFormat } = {}): string {
+  const ext = o.recording ?? 'wav';
+  return [
+    `[${name}]`,
+    '; <call id>: answer, record what this phone hears (r) and says (t), run its steps, hang up.',
+    'exten => _X.,1,Set(E2E_CALL=${EXTEN})',
+    ' same => n,Answer()',
+    ` same => n,MixMonitor(\${E2E_REC}/mix-\${E2E_CALL}.${ext},r(\${E2E_REC}/heard-\${E2E_CALL}.${ext})t(\${E2E_REC}/said-\${E2E_CALL}.${ext}))`,
+    ` same => n,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: media,${AT})`,
+    ...steps.map((step) => ` same => n,${step}`),
+    ` same => n,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: played,${AT})`,
+    ' same => n,Hangup()',
+    `exten => h,1,UserEvent(E2EPhone,Call: \${E2E_CALL},Phase: hangup,Cause: \${HANGUPCAUSE},${AT})`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * A marker extension: announces itself with UserEvent `E2EMark` (Mark, Exten, AiResult, plus
+ * `fields`: `Name: ${VAR}` pairs), plays <sounds>/<sound>.wav if given, and hangs up.
+ */
+export function markerExtension(exten: string, mark: string, o: { sound?: string; fields?: readonly string[] } = {}): string[] {
+  const fields = ['Exten: ${EXTEN}', 'AiResult: ${AI_RESULT}', ...(o.fields ?? []), AT].join(',');
+  return [
+    `exten => ${exten},1,UserEvent(E2EMark,Mark: ${mark},${fields})`,
+    ...(o.sound ? [` same => n,Playback(\${E2E_SOUNDS}/${o.sound})`] : []),
+    ' same => n,Hangup()',
+  ];
 }

@@ -23,9 +23,9 @@ import { AmiClient } from '../../../src/asterisk/ami/client.js';
 import type { AmiMessage } from '../../../src/asterisk/ami/parser.js';
 import { systemClock } from '../../../src/audio/clock.js';
 import type { Logger } from '../../../src/log.js';
-import { FakeElevenLabs, type FakeAgent } from '../../support/fake-elevenlabs.js';
+import { FakeElevenLabs, type FakeAgent, type FakeConversation } from '../../support/fake-elevenlabs.js';
 import { AsteriskHarness, type AmiUser, type AsteriskRuntime } from './asterisk.js';
-import { aiCallDialplan, e2eExtensions, standInExtensions, STAND_IN_FILE, STAND_IN_PREFIX, INBOUND_CONTEXT, PHONE_CONTEXT, TRANSFER_CONTEXT, TRANSFER_TONE_HZ, type DialplanSource } from './dialplan.js';
+import { aiCallDialplan, e2eExtensions, standInExtensions, STAND_IN_FILE, STAND_IN_PREFIX, INBOUND_CONTEXT, PHONE_CONTEXT, TRANSFER_CONTEXT, TRANSFER_TONE_HZ, type DialplanSource, type RecordingFormat } from './dialplan.js';
 import { composeAudio, durationMs } from './audio.js';
 import type { Wav } from '../../../src/audio/wav.js';
 
@@ -40,6 +40,7 @@ const HARNESS_MODULES = [
   'app_verbose.so',
   'app_exec.so',
   'app_dial.so',
+  'app_senddtmf.so', // phones that press keys (SendDTMF)
   'format_wav.so',
   'format_pcm.so',
   'format_sln.so',
@@ -76,6 +77,10 @@ export interface StackOptions {
   /** Extensions in [e2e-transfer]; each plays a TRANSFER_TONE_HZ tone of transferToneMs. */
   readonly transferExtensions?: readonly string[];
   readonly transferToneMs?: number;
+  /** The suite's own dialplan, appended to the harness's extensions.conf (see phoneContext(), markerExtension()). */
+  readonly extraDialplan?: string;
+  /** Extra environment for parseConfig (e.g. AI_CALL_STATUS_TOKEN). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** What one call left behind. */
@@ -88,7 +93,7 @@ export interface PlacedCall {
   readonly events: CallEvent[];
   /** Last value of each AI_* variable set on the AI channel (AMI VarSet). */
   readonly vars: Readonly<Record<string, string>>;
-  /** What the phone heard (8 kHz, MixMonitor r()). */
+  /** What the phone heard (MixMonitor r(); 8 kHz unless the phone records wav16). */
   readonly heard: Wav;
   /** What the phone sent. */
   readonly said: Wav;
@@ -183,6 +188,7 @@ export class E2eStack {
       const env = {
         AI_CALL_AMI_SECRET,
         ...(fake ? { ELEVENLABS_BASE_URL: fake.baseUrl, ELEVENLABS_API_KEY: fake.apiKey } : {}),
+        ...o.env,
       };
       const config = parseConfig(stringify(yamlConfig), 'e2e config', env);
       const logFile = pino.destination({ dest: join(dir, 'ai-call.log'), sync: false });
@@ -215,7 +221,8 @@ export class E2eStack {
       const soundsDir = join(dir, 'sounds');
       const recordDir = join(dir, 'rec');
       configFiles.set(STAND_IN_FILE, standInExtensions(config, STAND_IN_PREFIX));
-      configFiles.set('extensions.conf', e2eExtensions({ prefix: config.dialplan.prefix, soundsDir, recordDir, transferExtensions, hasRoutes: config.routes.length > 0 }));
+      const harnessExtensions = e2eExtensions({ prefix: config.dialplan.prefix, soundsDir, recordDir, transferExtensions, hasRoutes: config.routes.length > 0 });
+      configFiles.set('extensions.conf', o.extraDialplan ? `${harnessExtensions}\n; --- the suite's own contexts\n${o.extraDialplan}\n` : harnessExtensions);
       // ai-call's AMI user: the generated ai-call-manager.conf when there is one (its least-privilege
       // permissions are then under test), else the permissions protocols.md §3.6 recommends.
       const generatedManager = configFiles.has('ai-call-manager.conf');
@@ -346,26 +353,67 @@ export class E2eStack {
     return String(this.#nextCall++);
   }
 
-  /** Writes the phone's WAV (8 kHz) for call `id`. */
-  async prepareCaller(id: string, pcm: Buffer): Promise<number> {
-    await this.asterisk.writeSound(`caller-${id}`, pcm, 8_000);
-    return durationMs(pcm, 8_000);
+  /** Writes the phone's WAV (8 kHz, or 16 kHz for a wideband phone) for call `id`; returns its length, ms. */
+  async prepareCaller(id: string, pcm: Buffer, sampleRateHz: 8_000 | 16_000 = 8_000): Promise<number> {
+    await this.asterisk.writeSound(`caller-${id}`, pcm, sampleRateHz);
+    return durationMs(pcm, sampleRateHz);
   }
 
   /**
    * An inbound call: `Local/<exten>@<context>` runs ai-call's dialplan, the phone (the originated
-   * half) plays `callerPcm` and records. Resolves once the phone hung up, its recording is
-   * closed and ai-call reported the call ended.
+   * half, `<id>@<phoneContext>`, default e2e-phone) plays `callerPcm` and records. Resolves once the
+   * phone hung up, its recording is closed and ai-call reported the call ended.
    */
-  async call(o: { exten: string; context?: string; callerPcm: Buffer; timeoutMs?: number; id?: string }): Promise<PlacedCall> {
+  async call(o: { exten: string; context?: string; callerPcm: Buffer; timeoutMs?: number; id?: string; phoneContext?: string }): Promise<PlacedCall> {
     const id = o.id ?? this.nextCallId();
     const callerMs = await this.prepareCaller(id, o.callerPcm);
     const context = o.context ?? INBOUND_CONTEXT;
     const mark = this.asterisk.mark();
-    await this.asterisk.originate(`Local/${o.exten}@${context}/n`, id, PHONE_CONTEXT);
+    await this.asterisk.originate(`Local/${o.exten}@${context}/n`, id, o.phoneContext ?? PHONE_CONTEXT);
     // The phone runs on the ;1 half; ai-call's dialplan on ;2 of the same Local pair.
     const legs = await this.phoneLegs(id, `Local/${o.exten}@${context}-`);
     return this.collect({ id, ...legs, callerMs, mark, timeoutMs: o.timeoutMs ?? callerMs + 15_000 });
+  }
+
+  /**
+   * call() with the fake ElevenLabs conversation it opens. While the call runs, `drive` gets that
+   * conversation (once ai-call opened it) to act at chosen moments: client tools, speech. Resolves
+   * once the call is over and `drive` is done; exactly one conversation must have been opened.
+   */
+  async callWithConversation(
+    o: Parameters<E2eStack['call']>[0],
+    drive?: (conversation: FakeConversation) => Promise<void>,
+  ): Promise<{ call: PlacedCall; conversation: FakeConversation }> {
+    const fake = this.fake;
+    if (!fake) throw new Error('callWithConversation needs fakeAgents');
+    const before = fake.conversations.length;
+    const placed = this.call(o);
+    const driven = (async () => {
+      const conversation = await this.waitFor(`call ${o.exten}@${o.context ?? INBOUND_CONTEXT} to open an agent conversation`, () => fake.conversations[before], o.timeoutMs ?? 15_000);
+      if (drive) await drive(conversation);
+      return conversation;
+    })();
+    // Promise.all observes both promises, so a failure of either is never an unhandled rejection.
+    const [call, conversation] = await Promise.all([placed, driven]);
+    const opened = fake.conversations.length - before;
+    if (opened !== 1) throw new Error(`call ${call.id} opened ${opened} agent conversations, expected 1`);
+    return { call, conversation };
+  }
+
+  /**
+   * ai-call's call whose AGI ran on a channel starting with `channelPrefix`, once its media is
+   * connected: its call id and that channel (for the status API while the call is live).
+   */
+  async liveCall(channelPrefix: string, timeoutMs = 10_000): Promise<{ callId: string; channel: string }> {
+    return this.waitFor(`a call on ${channelPrefix}… to connect its media`, () => {
+      for (const started of this.callEvents) {
+        if (started.type !== 'call.started' || !(started.channel ?? '').startsWith(channelPrefix)) continue;
+        if (this.callEvents.some((e) => e.type === 'media.connected' && e.callId === started.callId) && !this.callEvents.some((e) => e.type === 'call.ended' && e.callId === started.callId)) {
+          return { callId: started.callId, channel: started.channel! };
+        }
+      }
+      return undefined;
+    }, timeoutMs);
   }
 
   /**
@@ -381,7 +429,7 @@ export class E2eStack {
   }
 
   /** Waits for the phone's hang-up, its recording and ai-call's end of the call, and gathers the results. */
-  async collect(o: { id: string; aiChannel: string; phoneChannel: string; callerMs: number; mark: number; timeoutMs: number }): Promise<PlacedCall> {
+  async collect(o: { id: string; aiChannel: string; phoneChannel: string; callerMs: number; mark: number; timeoutMs: number; recording?: RecordingFormat }): Promise<PlacedCall> {
     const { id, aiChannel } = o;
     await this.waitFor(`the phone of call ${id} to hang up`, () => this.phoneEvents(id).find((m) => m.get('Phase') === 'hangup'), o.timeoutMs);
     await this.asterisk.waitForLog(new RegExp(`End MixMonitor Recording ${escapeRegExp(o.phoneChannel)}`), { from: o.mark, timeoutMs: 5_000 });
@@ -402,8 +450,8 @@ export class E2eStack {
       outcome: ended.outcome,
       events: this.eventsOf(started.callId),
       vars: this.aiVars(aiChannel),
-      heard: await this.asterisk.readRecording(`heard-${id}.wav`),
-      said: await this.asterisk.readRecording(`said-${id}.wav`),
+      heard: await this.asterisk.readRecording(`heard-${id}.${o.recording ?? 'wav'}`),
+      said: await this.asterisk.readRecording(`said-${id}.${o.recording ?? 'wav'}`),
       phoneMediaMs: stamp('hangup') - stamp('media'),
       phoneEvents,
       callerMs: o.callerMs,
