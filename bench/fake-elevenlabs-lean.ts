@@ -7,9 +7,12 @@
  * REST   GET /v1/convai/conversation/get-signed-url?agent_id=… with `xi-api-key` → 200
  *        {"signed_url":"ws://…/v1/convai/conversation?agent_id=…&conversation_signature=…"}; 401 on a
  *        bad key, 404 for an unknown agent. Signatures are single use; the upgrade needs one (403).
- * WS     on `conversation_initiation_client_data`: `conversation_initiation_metadata` (pcm_16000 both
- *        ways) and the greeting (`agent_response` + 600 ms of tone in 100 ms `audio` chunks, sent at
- *        once, faster than real time, one `event_id`).
+ * WS     on `conversation_initiation_client_data`: `conversation_initiation_metadata` and the greeting
+ *        (`agent_response` + 600 ms of tone in 100 ms `audio` chunks, sent at once, faster than real
+ *        time, one `event_id`). The format is the agent's, both ways (protocols.md §4.7: it is set on
+ *        the agent, never per connection): LEAN_FAKE_AGENT_ID is `pcm_8000` (the recommended setup
+ *        with the 8 kHz AudioSocket app: no DSP), LEAN_FAKE_AGENT_ID_16K is `pcm_16000` (the bridge
+ *        resamples 8 k ↔ 16 k both ways).
  *        Caller audio (`user_audio_chunk`) drives a VAD (RMS ≥ 500 for 60 ms = speech; 300 ms of
  *        silence ends the utterance). An utterance end plays the next turn: `user_transcript`, then
  *        `agent_response` + tone (2000 ms; 600 ms after a barge-in). Speech that starts while agent
@@ -33,13 +36,18 @@ import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import type { AgentResponse, AgentResponseCorrection, Audio, ConversationMetadata, Interruption, Ping, UserTranscript } from '@elevenlabs/types';
 
 export const LEAN_FAKE_API_KEY = 'xi-bench-key-0123456789abcdef';
+/** Agent formats `pcm_8000` both ways. */
 export const LEAN_FAKE_AGENT_ID = 'bench_agent';
+/** Agent formats `pcm_16000` both ways. */
+export const LEAN_FAKE_AGENT_ID_16K = 'bench_agent_16k';
 
 const CONVERSATION_PATH = '/v1/convai/conversation';
 const SIGNED_URL_PATH = '/v1/convai/conversation/get-signed-url';
-/** Both directions: s16le 16 kHz (protocols.md §4.7), so the bridge resamples 8 k ↔ 16 k. */
-const AUDIO_FORMAT = 'pcm_16000';
-const RATE_HZ = 16_000;
+/** Agent id → its audio format (s16le, both directions). */
+const AGENT_RATES_HZ: ReadonlyMap<string, number> = new Map([
+  [LEAN_FAKE_AGENT_ID, 8_000],
+  [LEAN_FAKE_AGENT_ID_16K, 16_000],
+]);
 const CHUNK_MS = 100;
 const GREETING_MS = 600;
 const REPLY_MS = 2_000;
@@ -52,21 +60,22 @@ const VAD_THRESHOLD_RMS = 500;
 const VAD_SPEECH_MS = 60;
 const VAD_SILENCE_MS = 300;
 
-/** 100 ms of a 400 Hz tone at 16 kHz: exactly 40 cycles, so chunks join seamlessly. */
-const TONE_CHUNK_BASE64 = (() => {
-  const samples = (RATE_HZ * CHUNK_MS) / 1000;
+/** 100 ms of a 400 Hz tone: exactly 40 cycles, so chunks join seamlessly. */
+function toneChunkBase64(rateHz: number): string {
+  const samples = (rateHz * CHUNK_MS) / 1000;
   const pcm = Buffer.alloc(samples * 2);
-  for (let i = 0; i < samples; i++) pcm.writeInt16LE(Math.round(10_000 * Math.sin((2 * Math.PI * 400 * i) / RATE_HZ)), i * 2);
+  for (let i = 0; i < samples; i++) pcm.writeInt16LE(Math.round(10_000 * Math.sin((2 * Math.PI * 400 * i) / rateHz)), i * 2);
   return pcm.toString('base64');
-})();
+}
+const TONE_CHUNKS_BASE64: ReadonlyMap<number, string> = new Map([...AGENT_RATES_HZ.values()].map((rate) => [rate, toneChunkBase64(rate)]));
 
 const USER_AUDIO_PREFIX = Buffer.from('{"user_audio_chunk":"');
 const USER_AUDIO_SUFFIX = Buffer.from('"}');
 
 // ── frames (contract shapes; see checkFrameShapes) ─────────────────────────────────────────────
 
-function metadataFrame(conversationId: string): string {
-  return `{"type":"conversation_initiation_metadata","conversation_initiation_metadata_event":{"conversation_id":"${conversationId}","agent_output_audio_format":"${AUDIO_FORMAT}","user_input_audio_format":"${AUDIO_FORMAT}"}}`;
+function metadataFrame(conversationId: string, format: string): string {
+  return `{"type":"conversation_initiation_metadata","conversation_initiation_metadata_event":{"conversation_id":"${conversationId}","agent_output_audio_format":"${format}","user_input_audio_format":"${format}"}}`;
 }
 function audioFrame(base64: string, eventId: number): string {
   return `{"type":"audio","audio_event":{"audio_base_64":"${base64}","event_id":${eventId}}}`;
@@ -91,10 +100,17 @@ function pingFrame(eventId: number, pingMs: number | null): string {
 export function checkFrameShapes(): void {
   const cases: Array<[string, unknown]> = [
     [
-      metadataFrame('conv_1'),
+      metadataFrame('conv_1', 'pcm_16000'),
       {
         type: 'conversation_initiation_metadata',
         conversation_initiation_metadata_event: { conversation_id: 'conv_1', agent_output_audio_format: 'pcm_16000', user_input_audio_format: 'pcm_16000' },
+      } satisfies ConversationMetadata,
+    ],
+    [
+      metadataFrame('conv_2', 'pcm_8000'),
+      {
+        type: 'conversation_initiation_metadata',
+        conversation_initiation_metadata_event: { conversation_id: 'conv_2', agent_output_audio_format: 'pcm_8000', user_input_audio_format: 'pcm_8000' },
       } satisfies ConversationMetadata,
     ],
     [audioFrame('AAAA', 3), { type: 'audio', audio_event: { audio_base_64: 'AAAA', event_id: 3 } } satisfies Audio],
@@ -215,7 +231,7 @@ export class LeanFakeElevenLabs {
     if (req.method !== 'GET' || url.pathname !== SIGNED_URL_PATH) return reply(404, { detail: 'Not Found' });
     if (req.headers['xi-api-key'] !== LEAN_FAKE_API_KEY) return reply(401, { detail: { status: 'invalid_api_key', message: 'Invalid API key' } });
     const agentId = url.searchParams.get('agent_id') ?? '';
-    if (agentId !== LEAN_FAKE_AGENT_ID) return reply(404, { detail: { status: 'agent_not_found', message: 'Agent not found' } });
+    if (!AGENT_RATES_HZ.has(agentId)) return reply(404, { detail: { status: 'agent_not_found', message: 'Agent not found' } });
     const signature = randomBytes(18).toString('base64url');
     this.#signatures.add(signature);
     this.counters.signedUrls++;
@@ -226,9 +242,9 @@ export class LeanFakeElevenLabs {
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', this.baseUrl);
     const signature = url.searchParams.get('conversation_signature') ?? '';
-    const status =
-      url.pathname !== CONVERSATION_PATH || url.searchParams.get('agent_id') !== LEAN_FAKE_AGENT_ID ? 404 : this.#signatures.delete(signature) ? 0 : 403;
-    if (status !== 0) {
+    const rateHz = AGENT_RATES_HZ.get(url.searchParams.get('agent_id') ?? '');
+    const status = url.pathname !== CONVERSATION_PATH || rateHz === undefined ? 404 : this.#signatures.delete(signature) ? 0 : 403;
+    if (status !== 0 || rateHz === undefined) {
       this.counters.refused++;
       socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Forbidden'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       socket.destroy();
@@ -236,7 +252,7 @@ export class LeanFakeElevenLabs {
     }
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       this.counters.conversations++;
-      const conversation = new LeanConversation(ws, socket as Socket, this.#options, this.counters, () => this.#conversations.delete(conversation));
+      const conversation = new LeanConversation(ws, socket as Socket, rateHz, this.#options, this.counters, () => this.#conversations.delete(conversation));
       this.#conversations.add(conversation);
     });
   }
@@ -268,6 +284,9 @@ class LeanConversation {
   readonly #options: LeanFakeOptions;
   readonly #counters: LeanFakeCounters;
   readonly #onClosed: () => void;
+  /** The agent's format, both ways: s16le at this rate. */
+  readonly #rateHz: number;
+  readonly #toneBase64: string;
   readonly #conversationId = `conv_${randomBytes(12).toString('hex')}`;
   #callId: string | undefined;
   #call: CallProbe | undefined;
@@ -289,8 +308,10 @@ class LeanConversation {
   #replyTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
-  constructor(ws: WebSocket, socket: Socket, options: LeanFakeOptions, counters: LeanFakeCounters, onClosed: () => void) {
+  constructor(ws: WebSocket, socket: Socket, rateHz: number, options: LeanFakeOptions, counters: LeanFakeCounters, onClosed: () => void) {
     this.#ws = ws;
+    this.#rateHz = rateHz;
+    this.#toneBase64 = TONE_CHUNKS_BASE64.get(rateHz)!;
     this.#socket = socket;
     this.#options = options;
     this.#counters = counters;
@@ -384,7 +405,7 @@ class LeanConversation {
     // Pings start at a random point so a thousand conversations do not ping in the same tick.
     this.#nextPingAtMs = performance.now() + Math.random() * PING_INTERVAL_MS;
     this.#socket.cork();
-    this.#send(metadataFrame(this.#conversationId));
+    this.#send(metadataFrame(this.#conversationId, `pcm_${this.#rateHz}`));
     this.#speak('Hello, this is the benchmark agent.', GREETING_MS);
     this.#socket.uncork();
   }
@@ -392,7 +413,7 @@ class LeanConversation {
   #onUserAudio(data: Buffer, start: number, end: number): void {
     this.#counters.userAudioChunks++;
     const bytes = base64DecodedBytes(data, start, end);
-    const ms = (bytes / 2 / RATE_HZ) * 1000;
+    const ms = (bytes / 2 / this.#rateHz) * 1000;
     const silent = data.compare(silentBase64Of(end - start, bytes), 0, end - start, start, end) === 0;
     let rms = 0;
     if (!silent) {
@@ -442,7 +463,7 @@ class LeanConversation {
     this.#send(interruptionFrame(interrupted));
     this.#probe()?.interruptionSent(performance.now());
     this.#send(correctionFrame('This is a long answer.', 'This is', interrupted));
-    for (let i = 0; i < STALE_CHUNKS; i++) this.#send(audioFrame(TONE_CHUNK_BASE64, interrupted));
+    for (let i = 0; i < STALE_CHUNKS; i++) this.#send(audioFrame(this.#toneBase64, interrupted));
     this.#socket.uncork();
   }
 
@@ -467,7 +488,7 @@ class LeanConversation {
     this.#send(agentResponseFrame(text, eventId));
     const chunks = Math.round(ms / CHUNK_MS);
     for (let i = 0; i < chunks; i++) {
-      this.#send(audioFrame(TONE_CHUNK_BASE64, eventId));
+      this.#send(audioFrame(this.#toneBase64, eventId));
       if (i === 0) this.#probe()?.agentAudioSent(performance.now());
     }
     this.#playingEventId = eventId;

@@ -4,7 +4,7 @@
  * Driven by the runner over the IPC channel (bench/protocol.ts); it never decides timing itself.
  */
 import { AsteriskEmulator } from './asterisk-emulator.js';
-import { LEAN_FAKE_AGENT_ID, LEAN_FAKE_API_KEY, LeanFakeElevenLabs } from './fake-elevenlabs-lean.js';
+import { LEAN_FAKE_AGENT_ID, LEAN_FAKE_AGENT_ID_16K, LEAN_FAKE_API_KEY, LeanFakeElevenLabs } from './fake-elevenlabs-lean.js';
 import type { LoadgenReply, LoadgenRequest } from './protocol.js';
 
 if (process.send === undefined) {
@@ -27,7 +27,7 @@ async function handle(request: LoadgenRequest): Promise<void> {
         lookupCall: (callId) => emulator.lookupCall(callId),
         onUplinkLatency: (ms) => emulator.recordUplink(ms),
       });
-      reply({ id: request.id, type: 'fake-ready', baseUrl: fake.baseUrl, apiKey: LEAN_FAKE_API_KEY, agentId: LEAN_FAKE_AGENT_ID });
+      reply({ id: request.id, type: 'fake-ready', baseUrl: fake.baseUrl, apiKey: LEAN_FAKE_API_KEY, agentId: LEAN_FAKE_AGENT_ID, agentId16k: LEAN_FAKE_AGENT_ID_16K });
       return;
     case 'ramp':
       agi = { host: request.agiHost, port: request.agiPort };

@@ -26,7 +26,15 @@ export type LoadgenRequest =
   | { readonly id: number; readonly type: 'exit' };
 
 export type LoadgenReply =
-  | { readonly id: number; readonly type: 'fake-ready'; readonly baseUrl: string; readonly apiKey: string; readonly agentId: string }
+  | {
+      readonly id: number;
+      readonly type: 'fake-ready';
+      readonly baseUrl: string;
+      readonly apiKey: string;
+      /** The fake's agent with pcm_8000 both ways, and the one with pcm_16000 both ways. */
+      readonly agentId: string;
+      readonly agentId16k: string;
+    }
   | { readonly id: number; readonly type: 'ramped'; readonly ramp: RampResult }
   | { readonly id: number; readonly type: 'measuring' }
   | { readonly id: number; readonly type: 'measured'; readonly window: WindowResult }

@@ -14,7 +14,7 @@
  * a target stops at its first step that is not clean. The whole run is bounded by --max-minutes.
  *
  * Options: --quick (steps 50,100,250, 5 s windows) · --steps 50,100,… · --window-s 10 ·
- *   --targets floor,echo,elevenlabs,echo-workers,elevenlabs-workers · --workers N (default: cores) ·
+ *   --targets floor,echo,elevenlabs,elevenlabs-16k,echo-workers,elevenlabs-workers · --workers N (default: cores) ·
  *   --ai-call dist/src/bin/ai-call.js (another build, e.g. a fix under test) · --cpu-prof ·
  *   --label text · --no-docs · --no-micro · --max-minutes 10 · --log-level warn · --heap-histogram ·
  *   --uplink-chunk-ms 20 (the elevenlabs agent's uplinkChunkMs) · --render <results.json> (re-render
@@ -39,7 +39,7 @@ const ROOT = findRoot(HERE);
 const DOCS_FILE = join(ROOT, 'docs', 'BENCHMARKS.md');
 const DOCS_START = '<!-- bench:results:start -->';
 const DOCS_END = '<!-- bench:results:end -->';
-const ALL_TARGETS: TargetName[] = ['floor', 'echo', 'elevenlabs', 'echo-workers', 'elevenlabs-workers'];
+const ALL_TARGETS: TargetName[] = ['floor', 'echo', 'elevenlabs', 'elevenlabs-16k', 'echo-workers', 'elevenlabs-workers'];
 /** Calls started per second during a ramp. */
 const RAMP_CALLS_PER_S = 250;
 const SETTLE_MS = 1_000;
@@ -174,7 +174,7 @@ async function runStep(
   calls: number,
   options: Options,
   loadgen: Loadgen,
-  fake: { baseUrl: string; apiKey: string; agentId: string },
+  fake: { baseUrl: string; apiKey: string; agentId: string; agentId16k: string },
   workRoot: string,
   profileDir: string | undefined,
 ): Promise<StepRecord> {

@@ -13,6 +13,11 @@
  *
  * Frames are fresh Buffers owned by whoever `shift()`s them: the queue never writes to one again, so
  * they may sit in a socket's write queue safely. Enqueued chunks are copied, never retained.
+ *
+ * With `headroomBytes` (e.g. 3, AudioSocket's header), every frame is allocated that much longer and
+ * its audio starts at offset `headroomBytes`: the transport writes its header into the headroom and
+ * sends the frame as is, with no second allocation or copy (audiosocket/protocol.ts
+ * `encodeAudioInPlace`). The headroom's content is unspecified until then.
  */
 /** Slots the ring starts with (1.28 s of 20 ms frames); it doubles on demand up to the capacity. */
 const INITIAL_FRAMES = 64;
@@ -22,6 +27,8 @@ export class PlayoutBuffer {
   readonly frameBytes: number;
   /** Most bytes held at once (whole frames plus the partial one); a multiple of `frameBytes`. */
   readonly capacityBytes: number;
+  /** Bytes in front of the audio of every frame `shift()` returns (0: the frame is just audio). */
+  readonly headroomBytes: number;
 
   /** Ring of whole frames: slot `(#head + k) % capacity` holds the k-th oldest. */
   #frames: (Buffer | undefined)[];
@@ -35,10 +42,15 @@ export class PlayoutBuffer {
   #partialEventId = 0;
   #droppedBytes = 0;
 
-  constructor(o: { frameBytes: number; maxBufferedBytes: number }) {
+  constructor(o: { frameBytes: number; maxBufferedBytes: number; headroomBytes?: number }) {
     if (!Number.isInteger(o.frameBytes) || o.frameBytes <= 0) {
       throw new RangeError(`PlayoutBuffer: frameBytes must be a positive integer, got ${o.frameBytes}`);
     }
+    const headroomBytes = o.headroomBytes ?? 0;
+    if (!Number.isInteger(headroomBytes) || headroomBytes < 0) {
+      throw new RangeError(`PlayoutBuffer: headroomBytes must be an integer ≥ 0, got ${headroomBytes}`);
+    }
+    this.headroomBytes = headroomBytes;
     const capacityFrames = Math.floor(o.maxBufferedBytes / o.frameBytes);
     if (!(capacityFrames >= 1)) {
       throw new RangeError(
@@ -78,14 +90,15 @@ export class PlayoutBuffer {
     const accepted = Math.min(chunk.length, this.capacityBytes - this.bufferedBytes);
     this.#droppedBytes += chunk.length - accepted;
     const frameBytes = this.frameBytes;
+    const headroom = this.headroomBytes;
     let offset = 0;
     while (offset < accepted) {
       if (this.#partial === undefined) {
-        this.#partial = Buffer.allocUnsafe(frameBytes);
+        this.#partial = Buffer.allocUnsafe(headroom + frameBytes);
         this.#partialBytes = 0;
       }
       const n = Math.min(accepted - offset, frameBytes - this.#partialBytes);
-      chunk.copy(this.#partial, this.#partialBytes, offset, offset + n);
+      chunk.copy(this.#partial, headroom + this.#partialBytes, offset, offset + n);
       this.#partialBytes += n;
       this.#partialEventId = eventId;
       offset += n;
@@ -98,7 +111,10 @@ export class PlayoutBuffer {
     return accepted;
   }
 
-  /** The oldest whole frame, or undefined when none is queued (play silence then). */
+  /**
+   * The oldest whole frame (`headroomBytes + frameBytes` long, its audio at `headroomBytes`), or
+   * undefined when none is queued (play silence then).
+   */
   shift(): Buffer | undefined {
     if (this.#count === 0) return undefined;
     const frame = this.#frames[this.#head];
@@ -115,7 +131,7 @@ export class PlayoutBuffer {
   flushPartial(): Buffer | undefined {
     const partial = this.#partial;
     if (partial === undefined || this.#partialBytes === 0) return undefined;
-    partial.fill(0, this.#partialBytes);
+    partial.fill(0, this.headroomBytes + this.#partialBytes);
     this.#partial = undefined;
     this.#partialBytes = 0;
     return partial;
@@ -128,7 +144,7 @@ export class PlayoutBuffer {
   sealPartial(): boolean {
     const partial = this.#partial;
     if (partial === undefined || this.#partialBytes === 0) return false;
-    partial.fill(0, this.#partialBytes);
+    partial.fill(0, this.headroomBytes + this.#partialBytes);
     this.#partial = undefined;
     this.#partialBytes = 0;
     this.#push(partial, this.#partialEventId);

@@ -448,19 +448,27 @@ export class ElevenLabsSession implements AgentSession {
   sendAudio(chunk: Buffer): void {
     if (this.#phase.name !== 'active') return;
     const batch = this.#uplink;
+    // The common case (uplinkChunkMs = one 20 ms frame, frames arrive whole): encode straight from
+    // the caller's frame, without copying it into the batch first.
+    if (this.#uplinkFill === 0 && chunk.length === batch.length) {
+      this.#flushUplink(chunk, chunk.length);
+      return;
+    }
     let offset = 0;
     while (offset < chunk.length) {
       const n = Math.min(batch.length - this.#uplinkFill, chunk.length - offset);
       chunk.copy(batch, this.#uplinkFill, offset, offset + n);
       this.#uplinkFill += n;
       offset += n;
-      if (this.#uplinkFill === batch.length) this.#flushUplink();
+      if (this.#uplinkFill === batch.length) {
+        this.#uplinkFill = 0;
+        this.#flushUplink(batch, batch.length);
+      }
     }
   }
 
-  #flushUplink(): void {
-    const fill = this.#uplinkFill;
-    this.#uplinkFill = 0;
+  /** Sends `length` bytes of `pcm` as one user_audio_chunk (encodeUserAudioFrame copies them). */
+  #flushUplink(pcm: Buffer, length: number): void {
     const ws = this.#ws;
     if (ws === undefined || ws.readyState !== WebSocket.OPEN) return;
     // Style rule 4: watch ws.bufferedAmount; drop and count instead of growing without bound.
@@ -475,7 +483,7 @@ export class ElevenLabsSession implements AgentSession {
       return;
     }
     this.stats.uplinkChunks++;
-    ws.send(encodeUserAudioFrame(this.#uplink, fill), { binary: false });
+    ws.send(encodeUserAudioFrame(pcm, length), { binary: false });
   }
 
   sendText(kind: 'user_message' | 'contextual_update', text: string): void {

@@ -69,24 +69,42 @@ export function isDtmfDigit(digit: string): boolean {
  * Throws `AUDIOSOCKET_BAD_FRAME` for anything Asterisk would choke on.
  */
 export function encodeAudio(kind: number, payload: Buffer): Buffer {
-  // §1.6: 0x01, 0x03, 0xFF and unknown kinds sent to Asterisk hang up the call.
-  if (!isAudioKind(kind)) {
-    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `kind 0x${hex(kind)} is not an audio kind (0x10-0x18)`);
-  }
-  // §1.6: audio with length 0 is "Invalid message length" and hangs up the call.
-  if (payload.length === 0) throw new BridgeError('AUDIOSOCKET_BAD_FRAME', 'audio payload is empty');
-  // §1.6: an odd length makes Asterisk drop the last byte, which shifts every later sample.
-  if (payload.length % 2 !== 0) {
-    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `audio payload has an odd length (${payload.length} bytes)`);
-  }
-  if (payload.length > MAX_WIRE_PAYLOAD_BYTES) {
-    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `audio payload of ${payload.length} bytes exceeds ${MAX_WIRE_PAYLOAD_BYTES}`);
-  }
+  checkAudio(kind, payload.length);
   const message = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
   message[0] = kind;
   message.writeUInt16BE(payload.length, 1);
   payload.copy(message, HEADER_BYTES);
   return message;
+}
+
+/**
+ * The same message as `encodeAudio`, built without a copy: `message` already holds the payload at
+ * offset HEADER_BYTES (e.g. a playout frame allocated with that much headroom), and only the header
+ * is written into its first 3 bytes. Returns `message`. Same checks as encodeAudio.
+ */
+export function encodeAudioInPlace(kind: number, message: Buffer): Buffer {
+  const payloadBytes = message.length - HEADER_BYTES;
+  checkAudio(kind, payloadBytes < 0 ? 0 : payloadBytes);
+  message[0] = kind;
+  message[1] = payloadBytes >>> 8;
+  message[2] = payloadBytes & 0xff;
+  return message;
+}
+
+function checkAudio(kind: number, payloadBytes: number): void {
+  // §1.6: 0x01, 0x03, 0xFF and unknown kinds sent to Asterisk hang up the call.
+  if (!isAudioKind(kind)) {
+    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `kind 0x${hex(kind)} is not an audio kind (0x10-0x18)`);
+  }
+  // §1.6: audio with length 0 is "Invalid message length" and hangs up the call.
+  if (payloadBytes === 0) throw new BridgeError('AUDIOSOCKET_BAD_FRAME', 'audio payload is empty');
+  // §1.6: an odd length makes Asterisk drop the last byte, which shifts every later sample.
+  if (payloadBytes % 2 !== 0) {
+    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `audio payload has an odd length (${payloadBytes} bytes)`);
+  }
+  if (payloadBytes > MAX_WIRE_PAYLOAD_BYTES) {
+    throw new BridgeError('AUDIOSOCKET_BAD_FRAME', `audio payload of ${payloadBytes} bytes exceeds ${MAX_WIRE_PAYLOAD_BYTES}`);
+  }
 }
 
 /** `00 00 00`: ends the session; the app returns 0, the driver leg hangs up (§1.6, §1.10). */

@@ -67,6 +67,19 @@ export class MediaConnection {
   }
 
   /**
+   * Sends one audio message that is already encoded, header and payload in one buffer (encodeAudio,
+   * encodeAudioInPlace), with one write (§1.6) and no copy. The buffer is handed over: the socket may
+   * hold it in its write queue after this returns (Node queues written buffers by reference), so the
+   * caller must never write to it again. A shared buffer that nobody ever changes (a pre-encoded
+   * silence frame) may be sent any number of times. Returns false, sending nothing, once closed.
+   */
+  sendAudioMessage(message: Buffer): boolean {
+    if (this.#link.closed) return false;
+    this.#link.write(message);
+    return true;
+  }
+
+  /**
    * Sends `00 00 00` and half-closes (§1.10); Asterisk then closes its side and onClose('local')
    * follows (the socket is destroyed if Asterisk takes longer than hangupTimeoutMs). Inbound audio
    * and DTMF are no longer delivered. Idempotent.
@@ -455,11 +468,15 @@ class AudioSocketPeer implements MediaLink {
 
   #onMediaMessage(message: AudioSocketMessage, handler: MediaHandler): void {
     switch (message.kind) {
-      case 'audio': {
-        const { payload, sampleRateHz } = message;
-        if (payload.length > 0) this.#callHandler(() => handler.onAudio(payload, sampleRateHz), 'onAudio');
+      case 'audio':
+        // The hot path (one call per 20 ms per call): no closure, unlike the rare callbacks below.
+        if (message.payload.length === 0) return;
+        try {
+          handler.onAudio(message.payload, message.sampleRateHz);
+        } catch (err) {
+          this.#onHandlerError(err, 'onAudio');
+        }
         return;
-      }
       case 'dtmf': {
         const { digit } = message;
         this.#callHandler(() => handler.onDtmf(digit), 'onDtmf');
@@ -510,9 +527,13 @@ class AudioSocketPeer implements MediaLink {
     try {
       call();
     } catch (err) {
-      // A throwing handler must not become an uncaught exception inside a socket event.
-      this.#logger.error({ err, callback }, 'AudioSocket media handler threw');
-      if (callback !== 'onClose') this.#destroy('error');
+      this.#onHandlerError(err, callback);
     }
+  }
+
+  #onHandlerError(err: unknown, callback: keyof MediaHandler): void {
+    // A throwing handler must not become an uncaught exception inside a socket event.
+    this.#logger.error({ err, callback }, 'AudioSocket media handler threw');
+    if (callback !== 'onClose') this.#destroy('error');
   }
 }
