@@ -11,7 +11,15 @@ import { AudioSocketParser } from '../src/asterisk/audiosocket/parser.js';
 import { ulawDecode, ulawEncode } from '../src/audio/g711.js';
 import { createConverter } from '../src/audio/convert.js';
 import type { AudioFormat } from '../src/audio/format.js';
-import { encodeUserAudio, parseServerMessage } from '../src/agent/elevenlabs/messages.js';
+import { encodeUserAudio, encodeUserAudioFrame, parseServerMessage } from '../src/agent/elevenlabs/messages.js';
+import { EchoProvider } from '../src/agent/echo/echo-agent.js';
+import type { AgentHandlers, AgentSession } from '../src/agent/types.js';
+import { MediaConnection, type MediaHandler } from '../src/asterisk/audiosocket/server.js';
+import type { Clock } from '../src/audio/clock.js';
+import { FrameClock } from '../src/audio/frame-clock.js';
+import { CallSession } from '../src/call/session.js';
+import { parseConfig } from '../src/config/load.js';
+import { silentLogger } from '../src/log.js';
 
 export interface MicroResult {
   readonly name: string;
@@ -48,10 +56,10 @@ function tone(rateHz: number, ms: number, bytesPerSample = 2): Buffer {
   return out;
 }
 
-export function runMicroBenchmarks(): MicroResult[] {
+const frame = tone(8_000, 20);
+
+export async function runMicroBenchmarks(): Promise<MicroResult[]> {
   const results: MicroResult[] = [];
-  const round = (value: number): number => (value >= 100 ? Math.round(value) : Math.round(value * 10) / 10);
-  const frame = tone(8_000, 20);
 
   // AudioSocket codec, 20 ms slin 8 kHz frames (320 B payload).
   results.push({ name: 'AudioSocket encodeAudio (320 B frames)', value: round((opsPerCpuSecond(() => encodeAudio(Kind.Slin8, frame)) * 320) / 1e6), unit: 'MB/s' });
@@ -108,6 +116,11 @@ export function runMicroBenchmarks(): MicroResult[] {
     value: round(opsPerCpuSecond(() => encodeUserAudio(uplinkPcm.toString('base64'))) * 0.02),
     unit: '× real time',
   });
+  results.push({
+    name: 'EL uplink: encodeUserAudioFrame, one Buffer (20 ms pcm_8000)',
+    value: round(opsPerCpuSecond(() => encodeUserAudioFrame(frame, frame.length)) * 0.02),
+    unit: '× real time',
+  });
   const downlinkText = JSON.stringify({ type: 'audio', audio_event: { audio_base_64: tone(16_000, 100).toString('base64'), event_id: 7 } });
   results.push({
     name: 'EL downlink: parse audio JSON + base64 decode (100 ms pcm_16000)',
@@ -119,11 +132,84 @@ export function runMicroBenchmarks(): MicroResult[] {
     ),
     unit: '× real time',
   });
+  results.push(...(await callPathMicro()));
   return results;
 }
 
+/**
+ * The whole call path in one process with no I/O, as × real time per core (calls one core's
+ * JavaScript could carry, syscalls and ws framing left out): 250 calls of the benchmark's caller
+ * pattern, each frame parsed from its own chunk, through CallSession to the agent and back through
+ * the playout buffer to an encoded AudioSocket message. The ElevenLabs agent is stood in for by the
+ * codec work a real session does per message (messages.ts: uplink JSON+base64, reply parse+decode).
+ */
+async function callPathMicro(): Promise<MicroResult[]> {
+  const config = parseConfig('agents:\n  echo: { provider: echo, delayMs: 0 }\n  el: { provider: elevenlabs, agentId: bench }\n', 'micro.yaml', {});
+  const results: MicroResult[] = [];
+  for (const [name, agentRateHz] of [
+    ['call path, no I/O: echo, per 20 ms frame', 0],
+    ['call path, no I/O: ElevenLabs pcm_8000, per 20 ms frame', 8_000],
+    ['call path, no I/O: ElevenLabs pcm_16000, per 20 ms frame', 16_000],
+  ] as const) {
+    let nowMs = 0;
+    const clock: Clock = { now: () => nowMs, wallNow: () => nowMs, setTimer: () => ({}), clearTimer: () => undefined };
+    const frameClock = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3 });
+    const format = pcm(agentRateHz || 8_000);
+    const reply = JSON.stringify({ type: 'audio', audio_event: { audio_base_64: tone(format.sampleRateHz, 100).toString('base64'), event_id: 1 } });
+    const calls: Array<{ session: CallSession; media: MediaHandler; parser: AudioSocketParser; reply?: (eventId: number, chunks: number) => void; phase: number }> = [];
+    for (let i = 0; i < 250; i++) {
+      const callId = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
+      const agentName = agentRateHz === 0 ? 'echo' : 'el';
+      const session = new CallSession({
+        callId, agentName, agentConfig: config.agents[agentName]!, context: { callId, agentName, args: [], query: {}, vars: {} }, source: 'agi',
+        calls: config.calls, mediaTimeoutMs: 1e9, clock, frameClock, logger: silentLogger(), emit: () => undefined, onEnded: () => undefined,
+      });
+      let handlers: AgentHandlers | undefined;
+      const el: AgentSession = {
+        formats: { input: format, output: format }, conversationId: 'c', startMedia: () => undefined, sendText: () => undefined, sendToolResult: () => undefined, close: () => undefined,
+        sendAudio: (chunk) => void encodeUserAudioFrame(chunk, chunk.length),
+      };
+      await session.startAgent(agentRateHz === 0 ? new EchoProvider({ delayMs: 0 }) : { start: async (_c, h) => ((handlers = h), el) }, 1_000);
+      const media = session.attachMedia(new MediaConnection({ closed: false, writableLength: 0, write: () => undefined, hangup: () => undefined, close: () => undefined }, callId, '127.0.0.1', 0));
+      const replyOf = (eventId: number, chunks: number): void => {
+        for (let c = 0; c < chunks; c++) {
+          const message = parseServerMessage(reply);
+          if (message.type === 'audio') handlers!.onAudio(Buffer.from(message.audioBase64, 'base64'), eventId);
+        }
+      };
+      calls.push({ session, media, parser: new AudioSocketParser({ maxPayloadBytes: 16_384 }), ...(agentRateHz === 0 ? {} : { reply: replyOf }), phase: i % 200 });
+    }
+    // The caller pattern of bench/asterisk-emulator.ts: speech 0–400 ms and 1500–1700 ms of every 4 s.
+    const speech = encodeAudio(Kind.Slin8, frame);
+    const silence = encodeAudio(Kind.Slin8, Buffer.alloc(320));
+    let step = 0;
+    let eventId = 1;
+    const oneFrame = (): void => {
+      nowMs += 20;
+      step++;
+      for (const call of calls) {
+        const p = (step + call.phase) % 200;
+        for (const m of call.parser.push(Buffer.from(p < 20 || (p >= 75 && p < 85) ? speech : silence))) {
+          if (m.kind === 'audio') call.media.onAudio(m.payload, m.sampleRateHz);
+        }
+        if (p === 35) call.reply?.(++eventId, 20); // a 2 s reply, all at once
+        if (p === 100) call.reply?.(++eventId, 6);
+      }
+      for (const call of calls) call.session.onFrame();
+    };
+    // ops = call-frames: one op of opsPerCpuSecond runs every call once.
+    results.push({ name, value: round(opsPerCpuSecond(oneFrame, 600) * 250 * 0.02), unit: '× real time' });
+    for (const call of calls) call.session.hangup('micro done');
+  }
+  return results;
+}
+
+function round(value: number): number {
+  return value >= 100 ? Math.round(value) : Math.round(value * 10) / 10;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const results = runMicroBenchmarks();
+  const results = await runMicroBenchmarks();
   if (process.send) process.send({ type: 'micro', results });
   else for (const r of results) process.stdout.write(`${r.name.padEnd(70)} ${String(r.value).padStart(10)} ${r.unit}\n`);
 }

@@ -17,7 +17,8 @@
  *   --targets floor,echo,elevenlabs,elevenlabs-16k,echo-workers,elevenlabs-workers · --workers N (default: cores) ·
  *   --ai-call dist/src/bin/ai-call.js (another build, e.g. a fix under test) · --cpu-prof ·
  *   --label text · --no-docs · --no-micro · --max-minutes 10 · --log-level warn · --heap-histogram ·
- *   --uplink-chunk-ms 20 (the elevenlabs agent's uplinkChunkMs) · --render <results.json> (re-render
+ *   --uplink-chunk-ms 20 (the elevenlabs agent's uplinkChunkMs) · --server-node-options '--max-semi-space-size=8'
+ *   (NODE_OPTIONS of the servers only) · --render <results.json> (re-render
  *   the tables into docs/BENCHMARKS.md from a saved run, no load)
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -61,6 +62,8 @@ interface Options {
   readonly quick: boolean;
   readonly heapHistogram: boolean;
   readonly uplinkChunkMs: number;
+  /** Node/V8 options for the server processes only (NODE_OPTIONS), e.g. `--max-semi-space-size=8`. */
+  readonly serverNodeOptions: string | undefined;
   /** Re-render docs/BENCHMARKS.md from this results file instead of running. */
   readonly render: string | undefined;
 }
@@ -83,6 +86,7 @@ function parseOptions(argv: string[]): Options {
       'log-level': { type: 'string', default: 'warn' },
       'heap-histogram': { type: 'boolean', default: false },
       'uplink-chunk-ms': { type: 'string', default: '20' },
+      'server-node-options': { type: 'string' },
       render: { type: 'string' },
     },
   });
@@ -107,6 +111,7 @@ function parseOptions(argv: string[]): Options {
     quick,
     heapHistogram: values['heap-histogram'] === true,
     uplinkChunkMs: Number(values['uplink-chunk-ms'] ?? 20),
+    serverNodeOptions: values['server-node-options'],
     render: values.render,
   };
 }
@@ -188,6 +193,7 @@ async function runStep(
     cpuProfDir: profileDir !== undefined ? join(profileDir, `${spec.name}-${calls}`) : undefined,
     logLevel: options.logLevel,
     uplinkChunkMs: options.uplinkChunkMs,
+    serverNodeOptions: options.serverNodeOptions,
   });
   try {
     const tree = processTree(target.pid);

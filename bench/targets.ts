@@ -47,6 +47,8 @@ export interface LaunchOptions {
   readonly logLevel: string;
   /** elevenlabs agent `uplinkChunkMs`: caller audio batched per message (20 = every frame). */
   readonly uplinkChunkMs: number;
+  /** NODE_OPTIONS for the server processes only (the load generator keeps its own). */
+  readonly serverNodeOptions?: string | undefined;
 }
 
 export interface RunningTarget {
@@ -86,7 +88,13 @@ export async function launchTarget(options: LaunchOptions): Promise<RunningTarge
   }
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', out, err],
-    env: { ...process.env, ELEVENLABS_BASE_URL: options.fake.baseUrl, ELEVENLABS_API_KEY: options.fake.apiKey, AI_CALL_CONFIG: '' },
+    env: {
+      ...process.env,
+      ELEVENLABS_BASE_URL: options.fake.baseUrl,
+      ELEVENLABS_API_KEY: options.fake.apiKey,
+      AI_CALL_CONFIG: '',
+      ...(options.serverNodeOptions !== undefined ? { NODE_OPTIONS: options.serverNodeOptions } : {}),
+    },
   });
   closeSync(out);
   closeSync(err);

@@ -2,7 +2,7 @@
  * One phone call between Asterisk and an agent: the only code that sees both sides.
  *
  *   Asterisk ──AudioSocket──► onAudio ──► uplink converter ──► agent.sendAudio ─────────────► agent
- *   agent ──onAudio(chunk, eventId)──► pending chunks (agent format, bounded, not yet converted)
+ *   agent ──onAudio(chunk, eventId)──► pending ring (agent format, bounded, not yet converted)
  *          shared FrameClock tick ──► downlink converter, one frame's worth ──► playout buffer
  *          ──► the frame, header written in its headroom ──► MediaConnection.sendAudioMessage ──► Asterisk
  *
@@ -64,6 +64,8 @@ export interface CallSessionOptions {
   readonly emit: CallEventSink;
   /** Called once, after the call ended and released everything. */
   readonly onEnded: (session: CallSession) => void;
+  /** Builds the uplink and downlink converters; audio/convert.ts `createConverter` unless a test watches them. */
+  readonly createConverter?: ((from: AudioFormat, to: AudioFormat) => Converter) | undefined;
 }
 
 export interface CallSnapshot {
@@ -90,6 +92,7 @@ export class CallSession implements FrameListener {
   readonly startedAt: number;
   readonly #o: CallSessionOptions;
   readonly #log: Logger;
+  readonly #createConverter: (from: AudioFormat, to: AudioFormat) => Converter;
   readonly #frameMs: number;
   #state: CallState;
   #ended: Promise<CallOutcome>;
@@ -102,9 +105,8 @@ export class CallSession implements FrameListener {
   #agentFinished = false;
   /**
    * Agent audio as it arrived (agent format), converted on the clock one frame's worth at a time;
-   * before media it waits here until the line format is known. Chunks are retained, not copied:
-   * providers hand over fresh buffers (base64 decodes; the echo agent's caller frames, which the
-   * AudioSocket parser never reuses).
+   * before media it waits here until the line format is known. Copied into one ring per call, so
+   * seconds of queued audio do not promote a reply's worth of buffers to V8's old generation.
    */
   readonly #pending = new ChunkQueue();
   /** Agent-format bytes converted per step: one frame's worth. */
@@ -141,6 +143,7 @@ export class CallSession implements FrameListener {
 
   constructor(options: CallSessionOptions) {
     this.#o = options;
+    this.#createConverter = options.createConverter ?? createConverter;
     this.callId = options.callId;
     this.agentName = options.agentName;
     this.source = options.source;
@@ -627,10 +630,10 @@ export class CallSession implements FrameListener {
       this.#downlinkSliceBytes = bytesForMs(this.#lineFormat, this.#frameMs);
       this.#uplinkSilence = Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs));
     } else {
-      this.#uplink = createConverter(this.#lineFormat, formats.input);
-      this.#downlink = createConverter(formats.output, this.#lineFormat);
+      this.#uplink = this.#createConverter(this.#lineFormat, formats.input);
+      this.#downlink = this.#createConverter(formats.output, this.#lineFormat);
       this.#downlinkSliceBytes = bytesForMs(formats.output, this.#frameMs);
-      this.#uplinkSilence = createConverter(this.#lineFormat, formats.input).convert(Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs)));
+      this.#uplinkSilence = this.#createConverter(this.#lineFormat, formats.input).convert(Buffer.alloc(bytesForMs(this.#lineFormat, this.#frameMs)));
       if (sameFormat(formats.input, this.#lineFormat) && sameFormat(formats.output, this.#lineFormat)) {
         this.#log.debug('agent formats match the line: audio passes through untouched');
       }
@@ -647,7 +650,7 @@ export class CallSession implements FrameListener {
     // (Pending agent audio is still in the agent's format: the new downlink converter takes it as is.)
     const queued: Buffer[] = [];
     for (let frame = this.#playout.shift(); frame; frame = this.#playout.shift()) queued.push(frame.subarray(HEADER_BYTES));
-    const requeue = createConverter(previous, next);
+    const requeue = this.#createConverter(previous, next);
     this.#lineFormat = next;
     this.#lineKind = kind;
     this.#playout = this.#newPlayout(next);
@@ -718,7 +721,7 @@ export class CallSession implements FrameListener {
       error: end.error ?? '',
     });
     this.#transition({ name: 'ended', outcome });
-    this.#pending.clear();
+    this.#pending.release();
     this.#playout.clear();
     // The registry keeps ended calls for the result AGI (calls.resultTtlMs, 10 min by default):
     // keep only the outcome, not the agent session (WebSocket, buffers) or the resamplers.

@@ -187,3 +187,67 @@ describe('PlayoutBuffer barge-in (protocols.md §4.9)', () => {
     expect(b.bufferedBytes).toBe(10);
   });
 });
+
+describe('PlayoutBuffer headroom (frames that leave as AudioSocket messages without a copy)', () => {
+  const HEADROOM = 3;
+
+  it('puts every frame\'s audio after headroomBytes, framed exactly as without headroom', () => {
+    const plain = new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: 10 * FRAME });
+    const roomy = new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: 10 * FRAME, headroomBytes: HEADROOM });
+    expect(roomy.headroomBytes).toBe(HEADROOM);
+    const stream = ramp(3 * FRAME + 50);
+    for (const [from, to] of [[0, 100], [100, 700], [700, 3 * FRAME + 50]] as const) {
+      plain.enqueue(stream.subarray(from, to), 1);
+      roomy.enqueue(stream.subarray(from, to), 1);
+    }
+    // Capacity and counts are in audio bytes: the headroom is not audio.
+    expect(roomy.bufferedBytes).toBe(plain.bufferedBytes);
+    expect(roomy.frames).toBe(3);
+    const frames = drain(roomy);
+    expect(frames.map((f) => f.length)).toEqual([HEADROOM + FRAME, HEADROOM + FRAME, HEADROOM + FRAME]);
+    expect(Buffer.concat(frames.map((f) => f.subarray(HEADROOM))).equals(Buffer.concat(drain(plain)))).toBe(true);
+  });
+
+  it.each(Array.from({ length: 11 }, (_, k) => k * 64))('split at %i', (split) => {
+    const b = new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: 10 * FRAME, headroomBytes: HEADROOM });
+    const stream = ramp(2 * FRAME);
+    b.enqueue(stream.subarray(0, split), 1);
+    b.enqueue(stream.subarray(split), 1);
+    expect(Buffer.concat(drain(b).map((f) => f.subarray(HEADROOM))).equals(stream)).toBe(true);
+  });
+
+  it('pads the partial frame with silence after the headroom (flushPartial, sealPartial)', () => {
+    const b = new PlayoutBuffer({ frameBytes: 8, maxBufferedBytes: 64, headroomBytes: HEADROOM });
+    b.enqueue(Buffer.from([1, 2, 3]), 1);
+    const flushed = b.flushPartial()!;
+    expect(flushed.length).toBe(HEADROOM + 8);
+    expect([...flushed.subarray(HEADROOM)]).toEqual([1, 2, 3, 0, 0, 0, 0, 0]);
+    b.enqueue(Buffer.from([9, 9, 9, 9, 9, 9, 9, 9, 4, 5]), 2);
+    expect(b.sealPartial()).toBe(true);
+    expect(drain(b).map((f) => [...f.subarray(HEADROOM)])).toEqual([
+      [9, 9, 9, 9, 9, 9, 9, 9],
+      [4, 5, 0, 0, 0, 0, 0, 0],
+    ]);
+  });
+
+  it('never writes to a frame once shifted, headroom included (the transport owns it)', () => {
+    const b = new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: 4 * FRAME, headroomBytes: HEADROOM });
+    b.enqueue(ramp(FRAME), 1);
+    const frame = b.shift()!;
+    frame.fill(0x55, 0, HEADROOM); // the transport writes its header
+    const copy = Buffer.from(frame);
+    for (let i = 0; i < 20; i++) {
+      b.enqueue(ramp(FRAME + 7, i), i + 2);
+      b.sealPartial();
+      b.dropThrough(i);
+      drain(b);
+      b.clear();
+    }
+    expect(frame.equals(copy)).toBe(true);
+  });
+
+  it('refuses a negative or fractional headroom', () => {
+    expect(() => new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: FRAME, headroomBytes: -1 })).toThrow(RangeError);
+    expect(() => new PlayoutBuffer({ frameBytes: FRAME, maxBufferedBytes: FRAME, headroomBytes: 1.5 })).toThrow(RangeError);
+  });
+});

@@ -1,15 +1,19 @@
-import { describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
 import { FrameClock } from '../../src/audio/frame-clock.js';
 import { CallSession } from '../../src/call/session.js';
-import { MediaConnection, type MediaHandler, type MediaLink } from '../../src/asterisk/audiosocket/server.js';
+import { AudioSocketListener, MediaConnection, type MediaHandler, type MediaLink } from '../../src/asterisk/audiosocket/server.js';
+import { encodeUuid } from '../../src/asterisk/audiosocket/protocol.js';
+import { systemClock } from '../../src/audio/clock.js';
 import { AudioSocketParser } from '../../src/asterisk/audiosocket/parser.js';
 import { SLIN_16K, SLIN_8K, type AudioFormat } from '../../src/audio/format.js';
 import type { AgentHandlers, AgentProvider, AgentSession, CallContext } from '../../src/agent/types.js';
 import type { CallEvent } from '../../src/call/events.js';
 import { BridgeError } from '../../src/errors.js';
 import { detectDtmf } from '../../src/audio/dtmf.js';
+import { createConverter, type Converter } from '../../src/audio/convert.js';
 import { ManualClock } from '../support/manual-clock.js';
 import { dominantFrequency, sine } from '../support/signal.js';
 
@@ -81,7 +85,15 @@ class FakeLink implements MediaLink {
   }
 }
 
-function setup(options: { formats?: AgentSession['formats']; agentName?: string } = {}) {
+function setup(
+  options: {
+    formats?: AgentSession['formats'];
+    agentName?: string;
+    link?: MediaLink & { frames?: unknown };
+    calls?: Partial<(typeof CONFIG)['calls']>;
+    createConverter?: (from: AudioFormat, to: AudioFormat) => Converter;
+  } = {},
+) {
   const clock = new ManualClock();
   const frameClock = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3 });
   const events: CallEvent[] = [];
@@ -100,8 +112,9 @@ function setup(options: { formats?: AgentSession['formats']; agentName?: string 
     agentConfig: CONFIG.agents[agentName]!,
     context: { callId: '1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b', agentName, args: [], query: {}, vars: {} },
     source: 'agi',
-    calls: CONFIG.calls,
+    calls: { ...CONFIG.calls, ...options.calls },
     mediaTimeoutMs: 10_000,
+    createConverter: options.createConverter,
     clock,
     frameClock,
     logger: silentLogger(),
@@ -109,7 +122,7 @@ function setup(options: { formats?: AgentSession['formats']; agentName?: string 
     onEnded: () => endedCount++,
   });
   const link = new FakeLink();
-  const connect = (): MediaHandler => session.attachMedia(new MediaConnection(link, session.callId, '127.0.0.1', 9092));
+  const connect = (): MediaHandler => session.attachMedia(new MediaConnection(options.link ?? link, session.callId, '127.0.0.1', 9092));
   return { clock, frameClock, events, agent, provider, session, link, connect, ended: () => endedCount };
 }
 
@@ -317,5 +330,238 @@ describe('CallSession', () => {
     t.clock.advance(60_020);
     expect(t.session.outcome?.result).toBe('TIMEOUT');
     expect(t.session.outcome?.durationS).toBe(60);
+  });
+});
+
+/** A downlink converter that records what it converts, and when (ms on the test clock). */
+function watchDownlink(fromHz: number, nowMs: () => number) {
+  const conversions: Array<{ atMs: number; bytes: number }> = [];
+  const factory = (from: AudioFormat, to: AudioFormat): Converter => {
+    const converter = createConverter(from, to);
+    if (from.sampleRateHz !== fromHz) return converter;
+    return {
+      convert: (input) => {
+        conversions.push({ atMs: nowMs(), bytes: input.length });
+        return converter.convert(input);
+      },
+      reset: () => converter.reset(),
+    };
+  };
+  return { conversions, factory };
+}
+
+describe('CallSession: agent audio is converted on the clock, not on arrival', () => {
+  it('a 2 s reply that arrives at once costs each tick one frame of conversion, and plays bit-identical audio', async () => {
+    let clock: ManualClock | undefined;
+    const watch = watchDownlink(16_000, () => clock!.now());
+    const t = setup({ createConverter: watch.factory });
+    clock = t.clock;
+    await t.session.startAgent(t.provider, 1000);
+    t.connect();
+    const reply = sine(440, 2000, 16_000);
+    // Twenty 100 ms messages in one read, as ElevenLabs sends a reply.
+    for (let offset = 0; offset < reply.length; offset += 3_200) t.agent.handlers.onAudio(reply.subarray(offset, offset + 3_200), 2);
+    expect(watch.conversions).toEqual([]); // nothing converted on arrival
+    const framesBefore = t.link.frames.length;
+    t.clock.advance(2_100);
+    // Every tick converted exactly one 20 ms frame's worth (640 B of pcm_16000), never more.
+    const perTick = new Map<number, number>();
+    for (const c of watch.conversions) perTick.set(c.atMs, (perTick.get(c.atMs) ?? 0) + c.bytes);
+    expect(perTick.size).toBe(100);
+    expect([...perTick.values()].every((bytes) => bytes === 640)).toBe(true);
+    // The frames are exactly what converting the whole reply on arrival gave.
+    const played = Buffer.concat(t.link.frames.slice(framesBefore).map((f) => f.payload)).subarray(0, 100 * 320);
+    expect(played.equals(createConverter(SLIN_16K, SLIN_8K).convert(reply))).toBe(true);
+    expect(t.link.nonSilentFrames()).toBe(100);
+  });
+
+  it('the greeting that arrived before media waits unconverted, and plays from the first frame', async () => {
+    let clock: ManualClock | undefined;
+    const watch = watchDownlink(16_000, () => clock!.now());
+    const t = setup({ createConverter: watch.factory });
+    clock = t.clock;
+    await t.session.startAgent(t.provider, 1000);
+    t.agent.handlers.onAudio(sine(440, 600, 16_000), 1);
+    t.clock.advance(500);
+    expect(watch.conversions).toEqual([]);
+    t.connect();
+    expect(watch.conversions).toHaveLength(1); // frame 0, at media start
+    expect(t.link.frames[0]!.payload.some((b) => b !== 0)).toBe(true);
+    t.clock.advance(1_000);
+    expect(t.link.nonSilentFrames()).toBe(30);
+  });
+
+  it('barge-in drops the audio not converted yet at once: none of it is ever converted or played', async () => {
+    let clock: ManualClock | undefined;
+    const watch = watchDownlink(16_000, () => clock!.now());
+    const t = setup({ createConverter: watch.factory });
+    clock = t.clock;
+    await t.session.startAgent(t.provider, 1000);
+    t.connect();
+    t.agent.handlers.onAudio(sine(440, 2000, 16_000), 3);
+    t.clock.advance(100);
+    const converted = watch.conversions.length;
+    t.agent.handlers.onInterruption(3);
+    t.clock.advance(1_000);
+    expect(watch.conversions.length).toBe(converted);
+    expect(t.link.nonSilentFrames()).toBe(5);
+    expect(t.events.find((e) => e.type === 'interruption')).toMatchObject({ eventId: 3, droppedMs: 1900 });
+  });
+
+  it('calls.maxBufferedAudioMs bounds queued audio, converted or not: the newest is dropped and counted', async () => {
+    const t = setup({ calls: { maxBufferedAudioMs: 1_000 } });
+    await t.session.startAgent(t.provider, 1000);
+    t.connect();
+    t.agent.handlers.onAudio(sine(440, 1_500, 16_000), 2);
+    t.clock.advance(2_000);
+    expect(t.link.nonSilentFrames()).toBe(50);
+    expect(t.session.snapshot().stats.droppedAgentBytes).toBe(16_000); // 500 ms of pcm_16000
+  });
+
+  it('send_dtmf tones play after what the agent already said, even if it is not converted yet', async () => {
+    const t = setup();
+    await t.session.startAgent(t.provider, 1000);
+    t.connect();
+    t.agent.handlers.onAudio(sine(440, 400, 16_000), 2);
+    t.agent.handlers.onToolCall({ toolName: 'send_dtmf', toolCallId: 'd', parameters: { digits: '7' } });
+    t.clock.advance(1_000);
+    const audio = t.link.audio;
+    expect(dominantFrequency(audio.subarray(0, 20 * 320), 8000, { fromHz: 100, toHz: 3800, stepHz: 20 })).toBe(440);
+    expect(detectDtmf(audio.subarray(20 * 320), 8000)).toBe('7');
+  });
+});
+
+/**
+ * A MediaLink that keeps every buffer it is given, as Node's socket does while a write is queued,
+ * and a copy of each taken at write time: anything that writes into a buffer after handing it over
+ * shows up as a difference.
+ */
+class RetainingLink implements MediaLink {
+  closed = false;
+  writableLength = 0;
+  readonly written: Array<{ buffer: Buffer; copy: Buffer }> = [];
+  write(message: Buffer): void {
+    this.written.push({ buffer: message, copy: Buffer.from(message) });
+  }
+  hangup(): void {
+    this.closed = true;
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+describe('CallSession: a frame handed to the socket is never written again (Node queues writes by reference)', () => {
+  it('greeting, replies, barge-ins, DTMF, a rate switch and the drain: every written buffer keeps its bytes', async () => {
+    const link = new RetainingLink();
+    const t = setup({ link });
+    await t.session.startAgent(t.provider, 1000);
+    t.agent.handlers.onAudio(sine(440, 300, 16_000), 1);
+    const media = t.connect();
+    for (let round = 0; round < 30; round++) {
+      t.agent.handlers.onAudio(sine(300 + round * 10, 330, 16_000), round + 2); // not a whole number of frames
+      t.clock.advance(round % 3 === 0 ? 100 : 400);
+      if (round % 3 === 0) t.agent.handlers.onInterruption(round + 2);
+      if (round % 7 === 0) t.agent.handlers.onToolCall({ toolName: 'send_dtmf', toolCallId: `d${round}`, parameters: { digits: '1' } });
+      if (round === 15) media.onAudio(Buffer.alloc(640), 16_000); // Asterisk turns out to carry slin16
+      t.clock.advance(60);
+    }
+    t.agent.handlers.onAudio(sine(440, 500, 16_000), 99);
+    t.agent.handlers.onEnd({ kind: 'agent_hangup', detail: 'end_call' });
+    t.clock.advance(3_000);
+    expect(t.session.outcome?.result).toBe('AGENT_HANGUP');
+    expect(link.written.length).toBeGreaterThan(500);
+    const changed = link.written.filter((w) => !w.buffer.equals(w.copy));
+    expect(changed).toHaveLength(0);
+    // Buffers written more than once are the pre-encoded silence messages, one per line format (8 and
+    // 16 kHz here), all zero; every other frame is a buffer of its own.
+    const writes = new Map<Buffer, number>();
+    for (const w of link.written) writes.set(w.buffer, (writes.get(w.buffer) ?? 0) + 1);
+    const shared = [...writes].filter(([, count]) => count > 1).map(([buffer]) => buffer);
+    expect(shared.map((b) => [b[0], b.length])).toEqual([
+      [0x10, 323],
+      [0x12, 643],
+    ]);
+    expect(shared.every((b) => b.subarray(3).every((byte) => byte === 0))).toBe(true);
+    expect(t.session.snapshot().stats.silenceFramesOut).toBe(link.written.filter((w) => shared.includes(w.buffer)).length);
+  });
+
+  it('over a real socket whose reader stalls (writes queue in Node): Asterisk receives every frame intact, in order', async () => {
+    const t = setup({ formats: 'line', calls: { maxDurationS: 3_600 } });
+    let connection: MediaConnection | undefined;
+    const listener = new AudioSocketListener({
+      host: '127.0.0.1',
+      port: 0,
+      uuidTimeoutMs: 2_000,
+      maxPayloadBytes: 65_535,
+      logger: silentLogger(),
+      clock: systemClock,
+      accept: (_uuid, media) => {
+        connection = media;
+        return t.session.attachMedia(media);
+      },
+    });
+    const { port } = await listener.listen();
+    onTestFinished(() => listener.close());
+    await t.session.startAgent(t.provider, 1000);
+    const asterisk = connect({ host: '127.0.0.1', port });
+    onTestFinished(() => void asterisk.destroy());
+    const chunks: Buffer[] = [];
+    let receivedBytes = 0;
+    asterisk.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      receivedBytes += chunk.length;
+    });
+    await new Promise<void>((resolve) => asterisk.once('connect', () => resolve()));
+    asterisk.write(encodeUuid(t.session.callId));
+    await vi.waitFor(() => expect(connection).toBeDefined());
+    asterisk.pause(); // Asterisk stops reading: the kernel buffers fill, then Node queues our writes
+
+    // Each agent frame carries its own number in every sample, so a frame overwritten while queued,
+    // a frame reused or a frame out of order cannot go unnoticed.
+    const expected: number[] = [];
+    let next = 1;
+    let maxQueuedBytes = 0;
+    const frameOf = (value: number): Buffer => {
+      const frame = Buffer.alloc(320);
+      for (let i = 0; i < 160; i++) frame.writeInt16LE(value, i * 2);
+      return frame;
+    };
+    for (let round = 0; round < 600; round++) {
+      const reply = Buffer.concat(Array.from({ length: 50 }, (_, i) => frameOf(next + i)));
+      t.agent.handlers.onAudio(reply, round + 1);
+      const bargeIn = round % 3 === 2;
+      const played = bargeIn ? 20 : 50;
+      for (let tick = 0; tick < played; tick++) t.clock.advance(20);
+      for (let i = 0; i < played; i++) expected.push(next + i);
+      if (bargeIn) t.agent.handlers.onInterruption(round + 1);
+      for (let tick = 0; tick < 3; tick++) t.clock.advance(20); // silence
+      maxQueuedBytes = Math.max(maxQueuedBytes, connection!.writableLength);
+      next += 50;
+    }
+    const framesOut = t.session.snapshot().stats.framesOut;
+    // Node held written frames in its queue (by reference) while the session went on producing.
+    expect(maxQueuedBytes).toBeGreaterThan(100_000);
+    asterisk.resume();
+    await vi.waitFor(() => expect(receivedBytes).toBe(framesOut * 323), { timeout: 20_000, interval: 20 });
+    const parser = new AudioSocketParser({ maxPayloadBytes: 65_535 });
+    const spoken: number[] = [];
+    let silence = 0;
+    let mixed = 0;
+    for (const message of parser.push(Buffer.concat(chunks))) {
+      if (message.kind !== 'audio') continue;
+      const first = message.payload.readInt16LE(0);
+      for (let i = 1; i < 160; i++) {
+        if (message.payload.readInt16LE(i * 2) !== first) {
+          mixed++;
+          break;
+        }
+      }
+      if (first === 0) silence++;
+      else spoken.push(first);
+    }
+    expect(mixed).toBe(0);
+    expect(spoken).toEqual(expected);
+    expect(silence).toBe(framesOut - expected.length);
   });
 });

@@ -100,6 +100,28 @@ describe('uplink', () => {
     await conversation.waitForUserAudioBytes(960);
   });
 
+  it('whole 20 ms frames go out straight from the caller\'s buffer, which may be reused at once; a split frame still batches', async () => {
+    const { session, conversation } = await connect({ firstMessage: null, userInputAudioFormat: 'pcm_8000' }, { uplinkChunkMs: 20 });
+    const frames = Array.from({ length: 4 }, (_, k) => {
+      const frame = Buffer.alloc(320);
+      for (let i = 0; i < frame.length; i++) frame[i] = (k * 37 + i) & 0xff;
+      return frame;
+    });
+    const scratch = Buffer.alloc(320);
+    for (const frame of frames.slice(0, 2)) {
+      frame.copy(scratch);
+      session.sendAudio(scratch); // whole frame: encoded straight from it
+      scratch.fill(0xee); // the caller reuses its buffer at once (AudioSocket payloads are not, but converters may be)
+    }
+    session.sendAudio(frames[2]!.subarray(0, 100)); // a split frame goes through the batch …
+    session.sendAudio(frames[2]!.subarray(100)); // … and completes it
+    session.sendAudio(frames[3]!);
+    await conversation.waitForUserAudioBytes(4 * 320);
+    await sync(conversation);
+    const sent = conversation.messagesOfType('user_audio').map((m) => Buffer.from(String(m['user_audio_chunk']), 'base64'));
+    expect(sent).toEqual(frames);
+  });
+
   it('µ-law input: 20 ms = 160 bytes = 216 base64 chars', async () => {
     const { session, conversation } = await connect({ firstMessage: null, userInputAudioFormat: 'ulaw_8000' }, { uplinkChunkMs: 20 });
     feed(session, makeSilence('ulaw_8000', 200), 160);

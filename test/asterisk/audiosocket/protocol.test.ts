@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { isBridgeError } from '../../../src/errors.js';
 import {
   Kind,
+  HEADER_BYTES,
   encodeAudio,
+  encodeAudioInPlace,
   encodeDtmf,
   encodeHangup,
   encodeUuid,
@@ -97,6 +99,52 @@ describe('encodeAudio', () => {
 
   it.each([Kind.Hangup, Kind.Uuid, Kind.Dtmf, Kind.Error, 0x02, 0x0f, 0x19])('throws AUDIOSOCKET_BAD_FRAME for kind %i', (kind) => {
     expectBadFrame(() => encodeAudio(kind, Buffer.alloc(320)));
+  });
+});
+
+describe('encodeAudioInPlace', () => {
+  /** A message buffer with the payload already at offset 3, as a playout frame with headroom is. */
+  function withHeadroom(payload: Buffer): Buffer {
+    const message = Buffer.alloc(HEADER_BYTES + payload.length, 0xee);
+    payload.copy(message, HEADER_BYTES);
+    return message;
+  }
+
+  it.each(AUDIOSOCKET_FIXTURES)('gives the same bytes as encodeAudio for every recorded server->asterisk write of %s', (name) => {
+    for (const write of recordedChunks(name, 'server->asterisk')) {
+      const kind = write[0]!;
+      if (kind === Kind.Hangup) continue;
+      const payload = write.subarray(3);
+      expect(encodeAudioInPlace(kind, withHeadroom(payload)).equals(encodeAudio(kind, payload))).toBe(true);
+    }
+  });
+
+  it('writes only the 3 header bytes and returns the same buffer (no copy)', () => {
+    const payload = Buffer.alloc(640, 0xab);
+    const message = withHeadroom(payload);
+    const encoded = encodeAudioInPlace(Kind.Slin16, message);
+    expect(encoded).toBe(message);
+    expect(message.subarray(0, 3).toString('hex')).toBe('120280');
+    expect(message.subarray(3).equals(payload)).toBe(true);
+  });
+
+  it('accepts the largest even payload the length field allows', () => {
+    expect(encodeAudioInPlace(Kind.Slin48, Buffer.alloc(HEADER_BYTES + 65_534)).readUInt16BE(1)).toBe(65_534);
+  });
+
+  it.each([
+    ['no payload', Kind.Slin8, HEADER_BYTES],
+    ['shorter than a header', Kind.Slin8, 2],
+    ['odd payload', Kind.Slin8, HEADER_BYTES + 321],
+    ['payload over 65535', Kind.Slin8, HEADER_BYTES + 65_536],
+  ])('throws AUDIOSOCKET_BAD_FRAME for %s, leaving the buffer untouched', (_what, kind, bytes) => {
+    const message = Buffer.alloc(bytes, 0xee);
+    expectBadFrame(() => encodeAudioInPlace(kind, message));
+    expect(message.every((b) => b === 0xee)).toBe(true);
+  });
+
+  it.each([Kind.Hangup, Kind.Uuid, Kind.Dtmf, Kind.Error, 0x02, 0x0f, 0x19])('throws AUDIOSOCKET_BAD_FRAME for kind %i', (kind) => {
+    expectBadFrame(() => encodeAudioInPlace(kind, Buffer.alloc(HEADER_BYTES + 320)));
   });
 });
 

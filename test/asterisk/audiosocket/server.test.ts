@@ -1,7 +1,7 @@
 import { Socket, connect, createServer, type AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { Kind, encodeAudio, encodeUuid } from '../../../src/asterisk/audiosocket/protocol.js';
+import { HEADER_BYTES, Kind, encodeAudio, encodeAudioInPlace, encodeUuid } from '../../../src/asterisk/audiosocket/protocol.js';
 import {
   AudioSocketListener,
   MediaConnection,
@@ -340,6 +340,27 @@ describe('MediaConnection: sending to Asterisk', () => {
     const received = await asterisk.waitForMessages(frames.length);
     expect(received.map((m) => [m.kind, m.payload.length])).toEqual(frames.map(([kind, payload]) => [kind, payload.length]));
     expect(received.every((m) => !m.spannedReads)).toBe(true); // whole messages on the wire
+  });
+
+  it('sendAudioMessage writes an encoded message as is: one socket.write of that very buffer, no copy (§1.6)', async () => {
+    const h = await startListener();
+    const asterisk = await h.connectClient(UUID_A);
+    const { connection } = await acceptedCall(h, UUID_A);
+    const write = vi.spyOn(Socket.prototype, 'write');
+    const serverWrites = (): unknown[] =>
+      write.mock.contexts.flatMap((socket, i) => ((socket as Socket).localPort === h.port ? [write.mock.calls[i]![0]] : []));
+    const silence = encodeAudio(Kind.Slin8, Buffer.alloc(320));
+    const frame = Buffer.alloc(HEADER_BYTES + 320, 5);
+    const messages = [silence, encodeAudioInPlace(Kind.Slin8, frame), silence, silence];
+    for (const message of messages) expect(connection.sendAudioMessage(message)).toBe(true);
+    // The very buffers (a shared silence message may go out any number of times).
+    expect(serverWrites()).toEqual(messages);
+    expect(serverWrites().every((buffer, i) => buffer === messages[i])).toBe(true);
+    const received = await asterisk.waitForMessages(messages.length);
+    expect(received.map((m) => m.payload.every((b) => b === 0))).toEqual([true, false, true, true]);
+    expect(received.every((m) => m.kind === Kind.Slin8 && m.payload.length === 320 && !m.spannedReads)).toBe(true);
+    connection.hangup();
+    expect(connection.sendAudioMessage(silence)).toBe(false);
   });
 
   it('refuses payloads Asterisk would hang up on, writing nothing (§1.6)', async () => {
