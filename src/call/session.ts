@@ -38,6 +38,7 @@ const SPEECH_MEAN_ABS = 500;
 /** With no frame from Asterisk for this long, we feed the agent silence (protocols.md §4.7: 60 s without input ends the session). */
 const UPLINK_IDLE_MS = 100;
 const DTMF_DIGITS = /^[0-9*#A-D]{1,32}$/;
+const NO_AUDIO = Buffer.alloc(0);
 /** Bounds agent audio queued before its format is known (the agent still starting): the widest format. */
 const UNKNOWN_AGENT_FORMAT: AudioFormat = Object.freeze({ encoding: 'pcm', sampleRateHz: 48_000 });
 
@@ -729,6 +730,8 @@ export class CallSession implements FrameListener {
     this.#uplink = undefined;
     this.#downlink = undefined;
     this.#uplinkSilence = undefined;
+    // The silence message is a slice of Node's shared 8 KB buffer pool: kept, it would pin that slab.
+    this.#silenceMessage = NO_AUDIO;
     this.#log.info({ result: outcome.result, reason: end.reason, error: outcome.error || undefined, durationS: outcome.durationS, stats: this.#stats }, 'call ended');
     this.#emit({ type: 'call.ended', outcome, stats: { ...this.#stats, maxOutGapMs: Math.round(this.#stats.maxOutGapMs * 100) / 100 } });
     this.#resolveEnded(outcome);
