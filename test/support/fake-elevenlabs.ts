@@ -89,16 +89,8 @@ export const BRIDGE_CLIENT_EVENTS = [
   'agent_tool_response',
 ] as const;
 
-/** The platform's default client_events (EL contract): no tool events, no corrections. */
-export const PLATFORM_DEFAULT_CLIENT_EVENTS = [
-  'audio',
-  'interruption',
-  'agent_response',
-  'user_transcript',
-  'tentative_user_transcript',
-  'conversation_initiation_metadata',
-  'ping',
-] as const;
+/** The platform's default client_events (EL contract): no tool events, no corrections. One list, ai-call's. */
+export { PLATFORM_DEFAULT_CLIENT_EVENTS } from '../../src/agent/elevenlabs/agents-check.js';
 
 /** Messages the fake can send, each exactly as the contract types it. */
 export type FakeServerMessage =
