@@ -219,8 +219,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
           // /calls shows Asterisk's view of each call (channel, state, age) next to ai-call's own.
           list: () => registry.list().map((call) => ({ ...call, asterisk: channels.get(call.uniqueid) })),
           get: (callId) => {
-            const session = registry.get(callId);
-            return session && { snapshot: () => ({ ...session.snapshot(), asterisk: channels.get(session.context.uniqueid) }) };
+            const snapshot = registry.snapshot(callId);
+            return snapshot && { ...snapshot, asterisk: channels.get(snapshot.uniqueid) };
           },
           hangup: (callId, reason) => registry.hangup(callId, reason),
         },

@@ -52,7 +52,7 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
       case SCRIPT_RESULT: {
         const callId = agi.request.query['uuid'] ?? agi.request.args[0] ?? '';
         let outcome = await options.registry.outcome(callId, resultWaitMs);
-        let running = options.registry.get(callId) !== undefined;
+        let running = options.registry.knows(callId);
         if (outcome === undefined && !running && options.remoteOutcome) {
           const remote = await options.remoteOutcome(callId, resultWaitMs);
           running = remote === 'running';
@@ -152,7 +152,7 @@ export function createAgiHandler(options: AgiHandlerOptions): (session: AgiSessi
     });
   }
 
-  async function setOutcomeVariables(agi: AgiSession, outcome: CallOutcome | undefined, callId: string, known = options.registry.get(callId) !== undefined): Promise<void> {
+  async function setOutcomeVariables(agi: AgiSession, outcome: CallOutcome | undefined, callId: string, known = options.registry.knows(callId)): Promise<void> {
     if (!outcome) {
       await agi.setVariable('AI_RESULT', 'AGENT_ERROR');
       await agi.setVariable('AI_TRANSFER_TO', '');

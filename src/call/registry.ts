@@ -50,8 +50,12 @@ export class CallRegistry {
   readonly #live = new Map<string, CallSession>();
   /** Live calls by the Asterisk uniqueid of the channel that ran the AGI, for AMI events. */
   readonly #byUniqueid = new Map<string, CallSession>();
-  /** Ended calls by id, in end order, kept calls.resultTtlMs for the result AGI. */
-  readonly #finished = new Map<string, { session: CallSession; expiresAtMs: number }>();
+  /**
+   * Ended calls by id, in end order, kept calls.resultTtlMs for the result AGI and /calls/:id. Only
+   * the final snapshot is kept, not the session: a busy server ends thousands of calls per TTL, and
+   * each session holds its context, logger and agent wiring.
+   */
+  readonly #finished = new Map<string, { snapshot: CallSnapshot; expiresAtMs: number }>();
   /** UUIDs that already had their one AudioSocket connection. */
   readonly #mediaClaimed = new Set<string>();
   #draining = false;
@@ -117,8 +121,16 @@ export class CallRegistry {
       return undefined;
     }
     this.#pruneFinished();
-    const session = this.#live.get(callId) ?? this.#finished.get(callId)?.session;
-    if (!session || (session.state !== 'pending' && session.state !== 'ended')) return undefined;
+    if (this.#finished.has(callId)) {
+      // An ended call still gets its one connection: 00 00 00 lets AudioSocket() return 0, so the
+      // dialplan continues to the result AGI and its fallback (protocols.md §1.6) instead of hanging up.
+      this.#mediaClaimed.add(callId);
+      this.#log.info({ callId, remote: connection.remoteAddress }, 'media connected after the call ended: hanging it up so the dialplan continues');
+      connection.hangup();
+      return { onAudio() {}, onDtmf() {}, onClose() {} };
+    }
+    const session = this.#live.get(callId);
+    if (!session || session.state !== 'pending') return undefined;
     this.#mediaClaimed.add(callId);
     return session.attachMedia(connection);
   }
@@ -157,7 +169,7 @@ export class CallRegistry {
     const id = callId.toLowerCase();
     this.#pruneFinished();
     const finished = this.#finished.get(id);
-    if (finished) return finished.session.outcome;
+    if (finished) return finished.snapshot.outcome;
     const live = this.#live.get(id);
     if (!live) return undefined;
     if (live.state === 'pending') {
@@ -182,9 +194,23 @@ export class CallRegistry {
     return this.#byUniqueid.get(uniqueid);
   }
 
+  /** The live call with this id; ended calls are only a snapshot (see snapshot()). */
   get(callId: string): CallSession | undefined {
+    return this.#live.get(callId.toLowerCase());
+  }
+
+  /** A live call's current snapshot, or an ended call's last one while its outcome is kept. */
+  snapshot(callId: string): CallSnapshot | undefined {
     const id = callId.toLowerCase();
-    return this.#live.get(id) ?? this.#finished.get(id)?.session;
+    this.#pruneFinished();
+    return this.#live.get(id)?.snapshot() ?? this.#finished.get(id)?.snapshot;
+  }
+
+  /** Whether the id is a live call or an ended one whose outcome is still kept. */
+  knows(callId: string): boolean {
+    const id = callId.toLowerCase();
+    this.#pruneFinished();
+    return this.#live.has(id) || this.#finished.has(id);
   }
 
   list(): CallSnapshot[] {
@@ -266,7 +292,9 @@ export class CallRegistry {
     const uniqueid = session.context.uniqueid;
     if (uniqueid !== undefined && this.#byUniqueid.get(uniqueid) === session) this.#byUniqueid.delete(uniqueid);
     this.#o.endpoints.release(session.callId);
-    this.#finished.set(session.callId, { session, expiresAtMs: this.#o.clock.now() + this.#o.config.calls.resultTtlMs });
+    const snapshot = session.snapshot();
+    Object.freeze(snapshot.stats);
+    this.#finished.set(session.callId, { snapshot: Object.freeze(snapshot), expiresAtMs: this.#o.clock.now() + this.#o.config.calls.resultTtlMs });
     this.#pruneFinished();
   }
 

@@ -225,9 +225,8 @@ export class CallSession implements FrameListener {
   attachMedia(media: MediaConnection): MediaHandler {
     const state = this.#state;
     if (state.name !== 'pending') {
-      // An ended call still gets its one connection: 00 00 00 lets AudioSocket() return 0, so the
-      // dialplan continues to the result AGI and its fallback (protocols.md §1.6) instead of hanging up.
-      this.#log.info({ state: state.name }, 'media connected after the call ended: hanging it up so the dialplan continues');
+      // The registry attaches only pending calls; a second connection must never replace the first.
+      this.#log.warn({ state: state.name }, 'media connected to a call that is not waiting for it: hanging it up');
       media.hangup();
       return { onAudio() {}, onDtmf() {}, onClose() {} };
     }

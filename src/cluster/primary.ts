@@ -277,10 +277,7 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           if (performance.now() - callCache.atMs > LIST_MAX_AGE_MS) void refreshCalls();
           return callCache.calls;
         },
-        get: (callId) => {
-          const found = callCache.calls.find((call) => call.callId === callId.toLowerCase());
-          return found ? { snapshot: () => found } : undefined;
-        },
+        get: (callId) => callCache.calls.find((call) => call.callId === callId.toLowerCase()),
         hangup: (callId, reason) => {
           const owner = owners.get(callId.toLowerCase());
           const slot = owner !== undefined && owner.endedAtMs === undefined ? slots[owner.index] : undefined;

@@ -151,7 +151,7 @@ function runWorker(): void {
 }
 
 async function lookupOutcome(registry: CallRegistry | undefined, callId: string, waitMs: number): Promise<OutcomeLookup> {
-  if (!registry || registry.get(callId) === undefined) return { state: 'unknown' };
+  if (!registry || !registry.knows(callId)) return { state: 'unknown' };
   const outcome = await registry.outcome(callId, waitMs);
   return outcome ? { state: 'ended', outcome } : { state: 'running' };
 }

@@ -10,7 +10,8 @@ import { BridgeError, describeError } from '../errors.js';
 /** What the status endpoint reads; the call registry provides it. */
 export interface StatusSource {
   list(): CallSnapshot[];
-  get(callId: string): { snapshot(): CallSnapshot } | undefined;
+  /** A live call, or an ended one whose outcome is still kept. */
+  get(callId: string): CallSnapshot | undefined;
   hangup(callId: string, reason: string): boolean;
 }
 
@@ -140,7 +141,7 @@ export class StatusServer {
     if (method === 'GET' && path === '/calls') return json(res, 200, { calls: this.#o.source.list() });
     if (method === 'GET' && callMatch) {
       const call = this.#o.source.get(callMatch[1]!);
-      return call ? json(res, 200, call.snapshot()) : json(res, 404, { error: 'CALL_NOT_FOUND' });
+      return call ? json(res, 200, call) : json(res, 404, { error: 'CALL_NOT_FOUND' });
     }
     if (method === 'GET' && path === '/metrics' && this.#o.metrics) {
       const metrics = await this.#o.metrics();

@@ -1,4 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parseConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/log.js';
 import { startServer } from '../../src/main.js';
@@ -60,6 +62,50 @@ describe('a whole call to the echo agent over FastAGI and AudioSocket', () => {
     expect(types.at(-1)).toBe('call.ended');
     expect(server.registry.liveCount).toBe(0);
     expect(server.frameClock.size).toBe(0);
+  });
+
+  it('keeps only the outcome of an ended call: the session is freed, the result and /calls/:id answer until resultTtlMs', async () => {
+    const { server, events } = await startEcho('calls: { resultTtlMs: 1000 }');
+    // The session itself must become garbage once the call ends; a WeakRef sees whether it does.
+    let sessionRef: WeakRef<object> | undefined;
+    const grab = setInterval(() => {
+      const started = events.find((e) => e.type === 'media.connected');
+      const session = started && server.registry.get(started.callId);
+      if (session && !sessionRef) sessionRef = new WeakRef(session);
+    }, 5);
+    onTestFinished(() => clearInterval(grab));
+    const summary = await simulateCall({
+      agiHost: '127.0.0.1',
+      agiPort: server.agi.port,
+      agent: 'echo',
+      mode: 'assign',
+      audio: sine(1000, 300, 8000),
+      sampleRateHz: 8000,
+      hangupAfterMs: 400,
+    });
+    clearInterval(grab);
+    expect(summary.resultVariables['AI_RESULT']).toBe('CALLER_HANGUP');
+    const callId = summary.uuid!;
+    expect(sessionRef).toBeDefined();
+
+    expect(server.registry.get(callId)).toBeUndefined();
+    expect(server.registry.knows(callId)).toBe(true);
+    const kept = await fetch(`http://127.0.0.1:${server.status!.port}/calls/${callId}`);
+    expect(kept.status).toBe(200);
+    expect(await kept.json()).toMatchObject({ callId, agent: 'echo', state: 'ended', outcome: { result: 'CALLER_HANGUP' } });
+
+    // Let every pending callback of the ended call run, then collect: nothing may still hold the session.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    gc();
+    expect(sessionRef!.deref()).toBeUndefined();
+
+    await new Promise((resolve) => setTimeout(resolve, 1050));
+    expect(server.registry.knows(callId)).toBe(false);
+    expect(server.registry.snapshot(callId)).toBeUndefined();
+    expect((await fetch(`http://127.0.0.1:${server.status!.port}/calls/${callId}`)).status).toBe(404);
+    expect(await server.registry.outcome(callId, 10)).toBeUndefined();
   });
 
   it('runs the whole call in one AGI session with ai-call/run', async () => {

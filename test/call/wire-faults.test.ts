@@ -53,6 +53,24 @@ describe('AudioSocket admission: the UUID is a single-use capability', () => {
     first.destroy();
   });
 
+  it('a call that ended before its media connected gets 00 00 00 on its one connection, then the result', async () => {
+    const server = await start('audiosocket: { port: 0 }\n');
+    const vars = await assign(server.agi.port);
+    const uuid = vars['AI_UUID']!;
+    expect(server.registry.hangup(uuid, 'ended by the admin before media')).toBe(true);
+    expect(server.registry.get(uuid)).toBeUndefined();
+
+    const late = await FakeAudioSocketClient.open({ port: server.audiosocket!.port, uuid });
+    await late.waitForClose(2000);
+    // Exactly a hang-up message and nothing else: AudioSocket() returns and the dialplan goes on.
+    expect(late.receivedBytes()).toEqual(Buffer.from([0x00, 0x00, 0x00]));
+    expect((await server.registry.outcome(uuid, 100))?.result).toBe('COMPLETED');
+
+    const again = await FakeAudioSocketClient.open({ port: server.audiosocket!.port, uuid });
+    await again.waitForClose(2000);
+    expect(again.received).toHaveLength(0);
+  });
+
   it('garbage bytes close only their own connection; a call beside them goes on', async () => {
     const server = await start('audiosocket: { port: 0 }\n');
     const vars = await assign(server.agi.port);

@@ -233,7 +233,7 @@ describe.skipIf(!detection.runtime)('e2e: calls to ElevenLabs agents (fake platf
     // Everything released: the registry, Asterisk's channels, the AudioSocket port takes the next call.
     expectPacing(heard);
     await stack.expectIdle();
-    expect(stack.server.registry.get(call.callId)?.state).toBe('ended');
+    expect(stack.server.registry.snapshot(call.callId)?.state).toBe('ended');
   }, 30_000);
 
   it('run one-line form: AGI(…/ai-call/run) carries the whole conversation and sets AI_RESULT for the next line', async () => {
