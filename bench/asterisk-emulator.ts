@@ -18,7 +18,7 @@
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { CallProbe } from './fake-elevenlabs-lean.js';
-import type { HangupResult, RampResult, Scenario, WindowResult } from './protocol.js';
+import type { HangupResult, ProbeResult, RampResult, Scenario, WindowResult } from './protocol.js';
 import { LatencyHistogram, estimateSlotLatency, type SlotSample } from './stats.js';
 import {
   AudioSocketKind,
@@ -143,6 +143,8 @@ interface AgiOutcome {
   readonly variables: Record<string, string>;
   /** ms from connect() to the AI_STATUS line; undefined if none came. */
   readonly statusMs: number | undefined;
+  /** performance.now() when the AI_STATUS line arrived. */
+  readonly statusAtMs: number | undefined;
 }
 
 /** One FastAGI session as res_agi runs it (protocols.md §2): env block, answer each command, HANGUP after our FIN. */
@@ -152,6 +154,7 @@ export function runAgi(host: string, port: number, script: string, uniqueid: str
     const socket = connect({ host, port, noDelay: true });
     const variables: Record<string, string> = {};
     let statusMs: number | undefined;
+    let statusAtMs: number | undefined;
     const lines = new LineReader();
     const timer = setTimeout(() => {
       socket.destroy();
@@ -163,7 +166,10 @@ export function runAgi(host: string, port: number, script: string, uniqueid: str
         const set = parseSetVariable(line);
         if (set) {
           variables[set[0]] = set[1];
-          if (set[0] === 'AI_STATUS' && statusMs === undefined) statusMs = performance.now() - startedMs;
+          if (set[0] === 'AI_STATUS' && statusMs === undefined) {
+            statusAtMs = performance.now();
+            statusMs = statusAtMs - startedMs;
+          }
           socket.write('200 result=1\n');
         } else if (line.startsWith('GET VARIABLE') || line.startsWith('GET FULL VARIABLE')) {
           socket.write('200 result=0\n');
@@ -184,7 +190,7 @@ export function runAgi(host: string, port: number, script: string, uniqueid: str
     });
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve({ variables, statusMs });
+      resolve({ variables, statusMs, statusAtMs });
     });
   });
 }
@@ -330,6 +336,8 @@ export class AsteriskEmulator {
   /** #calls by sub-slot (call index % SUB_SLOTS). */
   #slots: EmulatedCall[][] = [];
   readonly #byUuid = new Map<string, EmulatedCall>();
+  /** performance.now() at which the fake agent of each call (by AI_UUID) was ready, until its AI_STATUS arrives. */
+  readonly #agentReadyAtMs = new Map<string, number>();
   /** Calls waiting for the ramp to start them, in order. */
   #toStart: EmulatedCall[] = [];
   #startsPerTick = 1;
@@ -341,6 +349,11 @@ export class AsteriskEmulator {
   constructor(sink: FrameSink) {
     this.#sink = sink;
     this.#ticker = new SharedTicker((subSlot, nowMs) => this.#onTick(subSlot, nowMs));
+  }
+
+  /** For the fake: its conversation for call `uuid` became ready (metadata sent) at `atMs`. */
+  agentReady(uuid: string, atMs: number): void {
+    this.#agentReadyAtMs.set(uuid, atMs);
   }
 
   /** For the fake: the call that received `uuid` as AI_UUID. */
@@ -374,6 +387,8 @@ export class AsteriskEmulator {
     this.#step++;
     const startedMs = performance.now();
     const agiToStatus = new LatencyHistogram(30_000);
+    const agentReadyToStatus = new LatencyHistogram(30_000);
+    this.#agentReadyAtMs.clear();
     const failures: Record<string, number> = {};
     let live = 0;
     const fail = (reason: string): void => {
@@ -387,8 +402,9 @@ export class AsteriskEmulator {
     this.#startCall = (call) => {
       settled.push(
         this.#startOne(call, options)
-          .then((statusMs) => {
+          .then(({ statusMs, afterAgentReadyMs }) => {
             if (statusMs !== undefined) agiToStatus.record(statusMs);
+            if (afterAgentReadyMs !== undefined) agentReadyToStatus.record(afterAgentReadyMs);
             live++;
           })
           .catch((err: unknown) => {
@@ -407,11 +423,46 @@ export class AsteriskEmulator {
       failed: options.calls - live,
       failures,
       agiToStatus: agiToStatus.summary(),
+      agentReadyToStatus: agentReadyToStatus.summary(),
       rampMs: Math.round(performance.now() - startedMs),
     };
   }
 
-  async #startOne(call: EmulatedCall, options: RampOptions): Promise<number | undefined> {
+  /**
+   * `probes` single calls, one every intervalMs, while the step's calls stream: each runs the assign
+   * AGI, then at once its result AGI, which ends the call before media (as a caller who hangs up).
+   */
+  async probe(options: { agiHost: string; agiPort: number; agent: string; probes: number; intervalMs: number }): Promise<ProbeResult> {
+    const agiToStatus = new LatencyHistogram(30_000);
+    const agentReadyToStatus = new LatencyHistogram(30_000);
+    let failed = 0;
+    const one = async (index: number): Promise<void> => {
+      try {
+        const agi = await runAgi(options.agiHost, options.agiPort, `ai-call?agent=${options.agent}`, `${this.#step}.p${index}`);
+        const uuid = (agi.variables['AI_UUID'] ?? '').toLowerCase();
+        if (agi.variables['AI_STATUS'] !== 'READY' || agi.statusMs === undefined || uuid === '') {
+          failed++;
+          return;
+        }
+        agiToStatus.record(agi.statusMs);
+        const readyAtMs = this.#agentReadyAtMs.get(uuid);
+        this.#agentReadyAtMs.delete(uuid);
+        if (readyAtMs !== undefined && agi.statusAtMs !== undefined) agentReadyToStatus.record(agi.statusAtMs - readyAtMs);
+        await runAgi(options.agiHost, options.agiPort, `ai-call/result?uuid=${uuid}`, `${this.#step}.p${index}.r`);
+      } catch {
+        failed++;
+      }
+    };
+    const running: Promise<void>[] = [];
+    for (let i = 0; i < options.probes; i++) {
+      running.push(one(i));
+      await sleep(options.intervalMs);
+    }
+    await Promise.all(running);
+    return { probes: options.probes, failed, agiToStatus: agiToStatus.summary(), agentReadyToStatus: agentReadyToStatus.summary() };
+  }
+
+  async #startOne(call: EmulatedCall, options: RampOptions): Promise<{ statusMs: number | undefined; afterAgentReadyMs: number | undefined }> {
     const agi = await runAgi(options.agiHost, options.agiPort, `ai-call?agent=${options.agent}`, `${this.#step}.${call.index}`);
     const status = agi.variables['AI_STATUS'];
     if (status !== 'READY') throw new Error(`AI_STATUS=${status ?? '(none)'} ${agi.variables['AI_ERROR'] ?? ''}`.trim());
@@ -419,6 +470,9 @@ export class AsteriskEmulator {
     const target = /^(.+):(\d+)$/.exec(agi.variables['AI_AUDIOSOCKET'] ?? '');
     if (!target || uuid === '') throw new Error('AI_UUID or AI_AUDIOSOCKET missing');
     call.uuid = uuid.toLowerCase();
+    const readyAtMs = this.#agentReadyAtMs.get(call.uuid);
+    this.#agentReadyAtMs.delete(call.uuid);
+    const afterAgentReadyMs = readyAtMs !== undefined && agi.statusAtMs !== undefined ? agi.statusAtMs - readyAtMs : undefined;
     this.#byUuid.set(call.uuid, call);
     const socket = connect({ host: target[1]!.replace(/^\[|\]$/g, ''), port: Number(target[2]), noDelay: true });
     call.socket = socket;
@@ -433,7 +487,7 @@ export class AsteriskEmulator {
     // UUID first, then frames from the next tick on (§1.3; §1.7: audio flows from the start).
     socket.write(encodeUuidMessage(uuid));
     call.state = 'media';
-    return agi.statusMs;
+    return { statusMs: agi.statusMs, afterAgentReadyMs };
   }
 
   measureStart(): void {

@@ -151,6 +151,8 @@ export interface LeanFakeOptions {
   readonly lookupCall: (callId: string) => CallProbe | undefined;
   /** Caller frame sent → first audio of that utterance here (ms). */
   readonly onUplinkLatency: (ms: number) => void;
+  /** The conversation for `callId` sent its `conversation_initiation_metadata` at `atMs`: the agent is ready. */
+  readonly onAgentReady: (callId: string, atMs: number) => void;
 }
 
 export interface LeanFakeCounters {
@@ -408,6 +410,7 @@ class LeanConversation {
     this.#send(metadataFrame(this.#conversationId, `pcm_${this.#rateHz}`));
     this.#speak('Hello, this is the benchmark agent.', GREETING_MS);
     this.#socket.uncork();
+    if (this.#callId !== undefined) this.#options.onAgentReady(this.#callId, performance.now());
   }
 
   #onUserAudio(data: Buffer, start: number, end: number): void {

@@ -26,6 +26,7 @@ async function handle(request: LoadgenRequest): Promise<void> {
       fake ??= await LeanFakeElevenLabs.start({
         lookupCall: (callId) => emulator.lookupCall(callId),
         onUplinkLatency: (ms) => emulator.recordUplink(ms),
+        onAgentReady: (callId, atMs) => emulator.agentReady(callId, atMs),
       });
       reply({ id: request.id, type: 'fake-ready', baseUrl: fake.baseUrl, apiKey: LEAN_FAKE_API_KEY, agentId: LEAN_FAKE_AGENT_ID, agentId16k: LEAN_FAKE_AGENT_ID_16K });
       return;
@@ -44,6 +45,9 @@ async function handle(request: LoadgenRequest): Promise<void> {
       reply({ id: request.id, type: 'measured', window: emulator.measureStop(counters) });
       return;
     }
+    case 'probe':
+      reply({ id: request.id, type: 'probed', probe: await emulator.probe(request) });
+      return;
     case 'hangup': {
       if (!agi) throw new Error('hangup before ramp');
       reply({ id: request.id, type: 'hung-up', hangup: await emulator.hangup(agi.host, agi.port) });

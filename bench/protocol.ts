@@ -22,6 +22,16 @@ export type LoadgenRequest =
     }
   | { readonly id: number; readonly type: 'measure-start' }
   | { readonly id: number; readonly type: 'measure-stop' }
+  | {
+      /** New calls arriving one by one while the step's calls are live: AGI, then its result AGI at once. */
+      readonly id: number;
+      readonly type: 'probe';
+      readonly agiHost: string;
+      readonly agiPort: number;
+      readonly agent: string;
+      readonly probes: number;
+      readonly intervalMs: number;
+    }
   | { readonly id: number; readonly type: 'hangup' }
   | { readonly id: number; readonly type: 'exit' };
 
@@ -38,6 +48,7 @@ export type LoadgenReply =
   | { readonly id: number; readonly type: 'ramped'; readonly ramp: RampResult }
   | { readonly id: number; readonly type: 'measuring' }
   | { readonly id: number; readonly type: 'measured'; readonly window: WindowResult }
+  | { readonly id: number; readonly type: 'probed'; readonly probe: ProbeResult }
   | { readonly id: number; readonly type: 'hung-up'; readonly hangup: HangupResult }
   | { readonly id: number; readonly type: 'error'; readonly message: string };
 
@@ -50,7 +61,22 @@ export interface RampResult {
   readonly failures: Readonly<Record<string, number>>;
   /** AGI connect → `SET VARIABLE AI_STATUS` received, for every call of the ramp. */
   readonly agiToStatus: Distribution;
+  /**
+   * ElevenLabs targets: the fake agent sent `conversation_initiation_metadata` → `AI_STATUS` received.
+   * AGI → AI_STATUS minus the agent's own connect time: what the bridge adds (empty for echo/floor;
+   * absent in results written before it was measured).
+   */
+  readonly agentReadyToStatus?: Distribution;
   readonly rampMs: number;
+}
+
+/** AGI → AI_STATUS of single calls arriving at a server that carries the step's calls (no ramp around them). */
+export interface ProbeResult {
+  readonly probes: number;
+  readonly failed: number;
+  readonly agiToStatus: Distribution;
+  /** ElevenLabs targets: the fake agent ready → AI_STATUS, i.e. without the agent's own connect time. */
+  readonly agentReadyToStatus: Distribution;
 }
 
 export interface WindowResult {

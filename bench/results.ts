@@ -3,7 +3,7 @@
  * Markdown rendered from it into docs/BENCHMARKS.md.
  */
 import type { MicroResult } from './micro.js';
-import type { HangupResult, RampResult, WindowResult } from './protocol.js';
+import type { HangupResult, ProbeResult, RampResult, WindowResult } from './protocol.js';
 import type { TargetName } from './targets.js';
 
 export interface MachineInfo {
@@ -44,10 +44,16 @@ export interface StepRecord {
   readonly ramp: RampResult;
   readonly window: WindowResult;
   readonly hangup: HangupResult;
+  /** New calls arriving one at a time while the step's calls are live (absent in older results). */
+  readonly probe?: ProbeResult;
+  /** Calls run and hung up before the idle measurement, so idle includes code compiled for calls (0 = none). */
+  readonly warmupCalls?: number;
   readonly server: ServerMeasurements;
-  /** Share of one core the load generator used (if near 1, it limits the step, not the server). */
   /** With --heap-histogram: live heap per call by constructor (snapshot with calls − idle snapshot). */
   readonly heapPerCall: Array<{ key: string; bytesPerCall: number; objectsPerCall: number }> | undefined;
+  /** --heap-histogram: what is still on the heap per call once the calls ended (after − idle). */
+  readonly heapAfterPerCall?: Array<{ key: string; bytesPerCall: number; objectsPerCall: number }> | undefined;
+  /** Share of one core the load generator used (if near 1, it limits the step, not the server). */
   readonly loadgenCpuCores: number;
   readonly loadgenRunqueueWaitShare: number;
   /** Share of the window in which some task on the machine waited for a CPU (PSI); high = noisy. */
@@ -188,13 +194,24 @@ export function computeVerdicts(results: BenchResults): Verdict[] {
       pass: barge ? barge.value <= 1 : undefined,
     });
   }
-  const agi = worst(of('echo'), (s) => (s.ramp.agiToStatus.count > 0 ? s.ramp.agiToStatus.p99 : undefined), (a, b) => a > b);
+  // A new call arriving while the step's calls stream (the probe); the ramp's figure, taken while
+  // 250 calls per second arrive at once, is in the latency table beside it.
+  const agi = worst(of('echo'), (s) => (s.probe?.agiToStatus.count ? s.probe.agiToStatus.p99 : undefined), (a, b) => a > b);
   verdicts.push({
     target: 'echo',
-    check: 'AGI request → AI_STATUS p99 ≤ 5 ms',
+    check: 'AGI request → AI_STATUS p99 ≤ 5 ms (a new call while the step\'s calls are live)',
     measured: agi ? `worst p99 ${fmt(agi.value)} ms at ${agi.step.calls} calls` : 'n/a',
     pass: agi ? agi.value <= 5 : undefined,
   });
+  for (const target of ['elevenlabs', 'elevenlabs-16k'] as const) {
+    const ready = worst(of(target), (s) => (s.probe?.agentReadyToStatus.count ? s.probe.agentReadyToStatus.p99 : undefined), (a, b) => a > b);
+    verdicts.push({
+      target,
+      check: "AGI request → AI_STATUS p99 ≤ the agent's connect time + 5 ms (agent ready → AI_STATUS p99 ≤ 5 ms, a new call while the step's calls are live)",
+      measured: ready ? `worst p99 ${fmt(ready.value)} ms at ${ready.step.calls} calls` : 'n/a',
+      pass: ready ? ready.value <= 5 : undefined,
+    });
+  }
   for (const [single, multi] of [
     ['echo', 'echo-workers'],
     ['elevenlabs', 'elevenlabs-workers'],
@@ -258,18 +275,21 @@ export function renderMarkdown(results: BenchResults, resultFile: string): strin
     );
   }
   lines.push('');
-  lines.push('**Latency** (ms; uplink = caller frame sent → its audio at the fake ElevenLabs; downlink added = the bridge\'s delay beyond the wait for the next 20 ms slot, estimated as in "Method"; raw = reply sent → first agent frame, slot wait included; barge-in = interruption sent → last agent frame still played; every latency includes the load generator\'s own event-loop delay, shown last)');
+  lines.push('**Latency** (ms; uplink = caller frame sent → its audio at the fake ElevenLabs; downlink added = the bridge\'s delay beyond the wait for the next 20 ms slot, estimated as in "Method"; raw = reply sent → first agent frame, slot wait included; new call = one of 100 calls arriving 30 ms apart after the window, while the calls of the step stream; ramp = every call of the ramp (250 calls per second arriving); agent ready = the fake agent sent its metadata, so that column is AGI → AI_STATUS without the time the agent itself took to connect; barge-in = interruption sent → last agent frame still played; every latency includes the load generator\'s own event-loop delay, shown last)');
   lines.push('');
-  lines.push('| target | calls | AGI → AI_STATUS p50 / p99 | uplink p50 / p99 | downlink added p50 / p99 (next-slot rate, n) | downlink raw p50 / p99 | barge-ins | flush p99 / max | > 1 frame | result AGIs ok | load gen. loop delay p99 |');
-  lines.push('| --- | ---: | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: |');
+  lines.push('| target | calls | AGI → AI_STATUS p50 / p99: new call / during the ramp | agent ready → AI_STATUS p50 / p99: new call / ramp | uplink p50 / p99 | downlink added p50 / p99 (next-slot rate, n) | downlink raw p50 / p99 | barge-ins | flush p99 / max | > 1 frame | result AGIs ok | load gen. loop delay p99 |');
+  lines.push('| --- | ---: | --- | --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: |');
   for (const s of results.steps) {
     const w = s.window;
     const el = s.target.startsWith('elevenlabs');
     if (s.attempt > 1 && s.clean === false) continue;
     const added = w.downlinkAdded;
+    const ready = s.ramp.agentReadyToStatus;
+    const probeAgi = s.probe?.agiToStatus;
+    const probeReady = s.probe?.agentReadyToStatus;
     const addedText = added.samples === 0 ? '–' : `${added.p50 === undefined ? '> 20' : (added.p99IsBound && added.p50 === added.p99 ? '≤ ' : '') + n(added.p50, 2)} / ${added.p99 === undefined ? '> 20' : (added.p99IsBound ? '≤ ' : '') + n(added.p99, 2)} (${(added.nextSlotRate * 100).toFixed(1)} %, ${added.samples})`;
     lines.push(
-      `| ${s.target} | ${s.calls} | ${n(s.ramp.agiToStatus.p50, 2)} / ${n(s.ramp.agiToStatus.p99, 2)} | ${el ? `${n(w.uplink.p50, 2)} / ${n(w.uplink.p99, 2)}` : '–'} | ${el ? addedText : '–'} | ${el ? `${n(w.downlinkRaw.p50, 1)} / ${n(w.downlinkRaw.p99, 1)}` : '–'} | ${el ? w.bargeIn.count : '–'} | ${el ? `${n(w.bargeIn.flushMs.p99, 1)} / ${n(w.bargeIn.flushMs.max, 1)}` : '–'} | ${el ? w.bargeIn.overOneFrame : '–'} | ${s.hangup.resultsOk}/${s.hangup.calls} | ${n(w.loadgen.loopDelayMs.p99, 1)} |`,
+      `| ${s.target} | ${s.calls} | ${probeAgi?.count ? `${n(probeAgi.p50, 2)} / ${n(probeAgi.p99, 2)}` : '–'} · ${n(s.ramp.agiToStatus.p50, 2)} / ${n(s.ramp.agiToStatus.p99, 2)} | ${probeReady?.count ? `${n(probeReady.p50, 2)} / ${n(probeReady.p99, 2)}` : '–'} · ${ready?.count ? `${n(ready.p50, 2)} / ${n(ready.p99, 2)}` : '–'} | ${el ? `${n(w.uplink.p50, 2)} / ${n(w.uplink.p99, 2)}` : '–'} | ${el ? addedText : '–'} | ${el ? `${n(w.downlinkRaw.p50, 1)} / ${n(w.downlinkRaw.p99, 1)}` : '–'} | ${el ? w.bargeIn.count : '–'} | ${el ? `${n(w.bargeIn.flushMs.p99, 1)} / ${n(w.bargeIn.flushMs.max, 1)}` : '–'} | ${el ? w.bargeIn.overOneFrame : '–'} | ${s.hangup.resultsOk}/${s.hangup.calls} | ${n(w.loadgen.loopDelayMs.p99, 1)} |`,
     );
   }
   lines.push('');

@@ -17,8 +17,10 @@
  *   --targets floor,echo,elevenlabs,elevenlabs-16k,echo-workers,elevenlabs-workers · --workers N (default: cores) ·
  *   --ai-call dist/src/bin/ai-call.js (another build, e.g. a fix under test) · --cpu-prof ·
  *   --label text · --no-docs · --no-micro · --max-minutes 10 · --log-level warn · --heap-histogram ·
+ *   --alloc-sampling (what outlives a scavenge, per allocating function: bench/alloc-sampling.ts) ·
+ *   --no-warmup (idle = a server that never carried a call) ·
  *   --uplink-chunk-ms 20 (the elevenlabs agent's uplinkChunkMs) · --server-node-options '--max-semi-space-size=8'
- *   (NODE_OPTIONS of the servers only) · --render <results.json> (re-render
+ *   (node flags of the ai-call servers only) · --render <results.json> (re-render
  *   the tables into docs/BENCHMARKS.md from a saved run, no load)
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -28,6 +30,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { histogram, takeSnapshot } from './heap-histogram.js';
+import { startPromotionSampling } from './alloc-sampling.js';
 import { collectAndMeasureHeap, inspectorUrls } from './inspector.js';
 import type { MicroResult } from './micro.js';
 import { cpuPressureSeconds, cpuSeconds, processTree, rssBytes, runqueueWaitSeconds } from './proc.js';
@@ -46,6 +49,16 @@ const RAMP_CALLS_PER_S = 250;
 const SETTLE_MS = 1_000;
 /** After the hang-up, before "after" is measured: lets close timers (ws close grace 2 s) run out. */
 const AFTER_MS = 3_000;
+/**
+ * Before the idle measurement, this many calls (at most the step's) run for WARMUP_MS and hang up:
+ * "idle" is then a server that has carried calls, with the code for them compiled, as in production,
+ * and "after − idle" shows what the step's calls left behind rather than V8's one-off compiled code.
+ */
+const WARMUP_CALLS = 20;
+const WARMUP_MS = 2_000;
+/** New calls probed one at a time while the step's calls are live: AGI → AI_STATUS with no ramp around it. */
+const PROBES = 100;
+const PROBE_INTERVAL_MS = 30;
 
 interface Options {
   readonly steps: number[];
@@ -61,6 +74,9 @@ interface Options {
   readonly logLevel: string;
   readonly quick: boolean;
   readonly heapHistogram: boolean;
+  readonly allocSampling: boolean;
+  /** Run WARMUP_CALLS calls before measuring idle (--no-warmup: measure a server that never had a call). */
+  readonly warmup: boolean;
   readonly uplinkChunkMs: number;
   /** Node/V8 options for the server processes only (NODE_OPTIONS), e.g. `--max-semi-space-size=8`. */
   readonly serverNodeOptions: string | undefined;
@@ -85,6 +101,8 @@ function parseOptions(argv: string[]): Options {
       'max-minutes': { type: 'string' },
       'log-level': { type: 'string', default: 'warn' },
       'heap-histogram': { type: 'boolean', default: false },
+      'alloc-sampling': { type: 'boolean', default: false },
+      'no-warmup': { type: 'boolean', default: false },
       'uplink-chunk-ms': { type: 'string', default: '20' },
       'server-node-options': { type: 'string' },
       render: { type: 'string' },
@@ -110,6 +128,8 @@ function parseOptions(argv: string[]): Options {
     logLevel: values['log-level'] ?? 'warn',
     quick,
     heapHistogram: values['heap-histogram'] === true,
+    allocSampling: values['alloc-sampling'] === true,
+    warmup: values['no-warmup'] !== true,
     uplinkChunkMs: Number(values['uplink-chunk-ms'] ?? 20),
     serverNodeOptions: values['server-node-options'],
     render: values.render,
@@ -190,7 +210,7 @@ async function runStep(
     benchDir: HERE,
     workDir: join(workRoot, `${spec.name}-${calls}`),
     fake,
-    cpuProfDir: profileDir !== undefined ? join(profileDir, `${spec.name}-${calls}`) : undefined,
+    cpuProfDir: profileDir !== undefined && options.cpuProf ? join(profileDir, `${spec.name}-${calls}`) : undefined,
     logLevel: options.logLevel,
     uplinkChunkMs: options.uplinkChunkMs,
     serverNodeOptions: options.serverNodeOptions,
@@ -198,6 +218,14 @@ async function runStep(
   try {
     const tree = processTree(target.pid);
     await sleep(300);
+    const warmupCalls = options.warmup ? Math.min(WARMUP_CALLS, calls) : 0;
+    if (warmupCalls > 0) {
+      const warmRampMs = Math.round((warmupCalls / RAMP_CALLS_PER_S) * 1000);
+      await loadgen.call({ type: 'ramp', agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent, scenario: spec.scenario, calls: warmupCalls, rampMs: warmRampMs }, 'ramped');
+      await sleep(WARMUP_MS);
+      await loadgen.call({ type: 'hangup' }, 'hung-up');
+      await sleep(AFTER_MS);
+    }
     const heap = async (): Promise<number | undefined> =>
       target.inspectable ? (await collectAndMeasureHeap(inspectorUrls(target.stderrFile))).usedBytes || undefined : undefined;
     const heapIdle = await heap();
@@ -218,6 +246,8 @@ async function runStep(
     const loadgenWait0 = runqueueWaitSeconds([loadgen.pid]);
     const pressure0 = cpuPressureSeconds();
     const t0 = performance.now();
+    const samplingUrl = options.allocSampling && target.inspectable ? inspectorUrls(target.stderrFile)[0] : undefined;
+    const sampling = samplingUrl ? await startPromotionSampling(samplingUrl) : undefined;
     await loadgen.call({ type: 'measure-start' }, 'measuring');
     await sleep(options.windowS * 1000);
     const cpu1 = cpuSeconds(tree);
@@ -228,12 +258,19 @@ async function runStep(
     const t1 = performance.now();
     const rssActive = rssBytes(tree);
     const { window } = await loadgen.call({ type: 'measure-stop' }, 'measured');
+    if (sampling && profileDir !== undefined) {
+      const dir = join(profileDir, `${spec.name}-${calls}`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'promoted.heapprofile'), JSON.stringify(await sampling.stop()));
+    }
     const liveHistogram = snapshotUrl ? histogram(await takeSnapshot(snapshotUrl)) : undefined;
     const metrics = target.statusUrl ? await fetchText(`${target.statusUrl}/metrics`) : undefined;
     const health = target.statusUrl ? await fetchJson(`${target.statusUrl}/healthz`) : undefined;
+    const { probe } = await loadgen.call({ type: 'probe', agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent, probes: PROBES, intervalMs: PROBE_INTERVAL_MS }, 'probed');
     const { hangup } = await loadgen.call({ type: 'hangup' }, 'hung-up');
     await sleep(AFTER_MS);
     const heapAfter = await heap();
+    const afterHistogram = snapshotUrl ? histogram(await takeSnapshot(snapshotUrl)) : undefined;
     const rssAfter = rssBytes(tree);
     const wallS = (t1 - t0) / 1000;
     const liveCalls = Math.max(1, window.calls);
@@ -256,6 +293,8 @@ async function runStep(
       ramp,
       window,
       hangup,
+      probe,
+      warmupCalls,
       server: {
         cpuPerCallSecond: (cpu1 - cpu0) / (liveCalls * wallS),
         cpuCores: (cpu1 - cpu0) / wallS,
@@ -271,6 +310,7 @@ async function runStep(
         runqueueWaitShare: (wait1 - wait0) / wallS,
       },
       heapPerCall: idleHistogram && liveHistogram ? perCallHistogram(idleHistogram, liveHistogram, Math.max(1, window.calls)) : undefined,
+      heapAfterPerCall: idleHistogram && afterHistogram ? perCallHistogram(idleHistogram, afterHistogram, Math.max(1, window.calls)) : undefined,
       loadgenCpuCores,
       loadgenRunqueueWaitShare: (loadgenWait1 - loadgenWait0) / wallS,
       machineCpuPressure: pressure0 !== undefined && pressure1 !== undefined ? (pressure1 - pressure0) / wallS : undefined,
@@ -361,7 +401,7 @@ async function main(): Promise<void> {
   const resultsDir = join(ROOT, 'bench', 'results');
   mkdirSync(resultsDir, { recursive: true });
   const workRoot = join(tmpdir(), `ai-call-bench-${stamp}`);
-  const profileDir = options.cpuProf ? join(resultsDir, 'profiles', stamp) : undefined;
+  const profileDir = options.cpuProf || options.allocSampling ? join(resultsDir, 'profiles', stamp) : undefined;
   const specs = targetSpecs(options.workers);
   const log = (text: string): void => {
     process.stdout.write(`[bench ${((performance.now() - startedMs) / 1000).toFixed(0).padStart(4)} s] ${text}\n`);

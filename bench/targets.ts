@@ -47,7 +47,7 @@ export interface LaunchOptions {
   readonly logLevel: string;
   /** elevenlabs agent `uplinkChunkMs`: caller audio batched per message (20 = every frame). */
   readonly uplinkChunkMs: number;
-  /** NODE_OPTIONS for the server processes only (the load generator keeps its own). */
+  /** Node/V8 flags for the ai-call server processes only (not the floor, not the load generator), e.g. '--max-semi-space-size=8'. */
   readonly serverNodeOptions?: string | undefined;
 }
 
@@ -84,7 +84,8 @@ export async function launchTarget(options: LaunchOptions): Promise<RunningTarge
   } else {
     const configFile = join(options.workDir, `${spec.name}.yaml`);
     writeFileSync(configFile, productConfig({ agiPort, audiosocketPort, statusPort, agentId: options.fake.agentId, agentId16k: options.fake.agentId16k, logLevel: options.logLevel, uplinkChunkMs: options.uplinkChunkMs }));
-    args = [...nodeArgs, options.aiCallBin, '--config', configFile, 'serve', '--grace-ms', '1000', ...(spec.workers === 1 ? [] : ['--workers', String(spec.workers)])];
+    const flags = options.serverNodeOptions?.split(/\s+/).filter((flag) => flag !== '') ?? [];
+    args = [...nodeArgs, ...flags, options.aiCallBin, '--config', configFile, 'serve', '--grace-ms', '1000', ...(spec.workers === 1 ? [] : ['--workers', String(spec.workers)])];
   }
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', out, err],
@@ -93,7 +94,6 @@ export async function launchTarget(options: LaunchOptions): Promise<RunningTarge
       ELEVENLABS_BASE_URL: options.fake.baseUrl,
       ELEVENLABS_API_KEY: options.fake.apiKey,
       AI_CALL_CONFIG: '',
-      ...(options.serverNodeOptions !== undefined ? { NODE_OPTIONS: options.serverNodeOptions } : {}),
     },
   });
   closeSync(out);
