@@ -76,6 +76,8 @@ export interface BenchResults {
   readonly machine: MachineInfo;
   readonly options: Readonly<Record<string, unknown>>;
   readonly aiCallBin: string;
+  /** Node/V8 flags the servers ran with (absent in results from before they were recorded: V8 defaults). */
+  readonly serverNodeFlags?: string;
   micro: MicroResult[];
   readonly steps: StepRecord[];
   /** Largest clean step per target. */
@@ -257,7 +259,7 @@ export function renderMarkdown(results: BenchResults, resultFile: string): strin
   const lines: string[] = [];
   lines.push(
     `Run \`${results.startedAt}\`${results.label ? ` (${results.label})` : ''}: ${m.cores} cores, ${m.cpuModel}, ${m.memoryGiB} GiB, Node ${m.node}, ${m.os}; ` +
-      `load average ${m.loadAverageBefore.toFixed(1)} before, ${m.loadAverageAfter.toFixed(1)} after. Raw data: [\`${resultFile}\`](../${resultFile}).`,
+      `load average ${m.loadAverageBefore.toFixed(1)} before, ${m.loadAverageAfter.toFixed(1)} after; server flags: ${results.serverNodeFlags ? `\`${results.serverNodeFlags}\`` : 'V8 defaults'}. Raw data: [\`${resultFile}\`](../${resultFile}).`,
   );
   lines.push('');
   for (const note of results.notes) lines.push(`> ${note}`);

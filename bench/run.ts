@@ -20,7 +20,7 @@
  *   --alloc-sampling (what outlives a scavenge, per allocating function: bench/alloc-sampling.ts) ·
  *   --no-warmup (idle = a server that never carried a call) ·
  *   --uplink-chunk-ms 20 (the elevenlabs agent's uplinkChunkMs) · --server-node-options '--max-semi-space-size=8'
- *   (node flags of the ai-call servers only) · --render <results.json> (re-render
+ *   (node/V8 flags of the servers, floor included; default: ai-call's shipped flags, '' = V8 defaults) · --render <results.json> (re-render
  *   the tables into docs/BENCHMARKS.md from a saved run, no load)
  */
 import { fork, type ChildProcess } from 'node:child_process';
@@ -37,6 +37,7 @@ import { cpuPressureSeconds, cpuSeconds, processTree, rssBytes, runqueueWaitSeco
 import type { LoadgenReply, LoadgenRequest } from './protocol.js';
 import { computeVerdicts, renderMarkdown, type BenchResults, type StepRecord } from './results.js';
 import { fetchJson, fetchText, launchTarget, sleep, targetSpecs, type TargetName, type TargetSpec } from './targets.js';
+import { SERVER_NODE_FLAGS } from '../src/runtime-flags.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url)); // dist/bench
 const ROOT = findRoot(HERE);
@@ -414,6 +415,7 @@ async function main(): Promise<void> {
     machine: machineInfo(),
     options: { ...options, aiCallBin: relative(ROOT, options.aiCallBin) },
     aiCallBin: relative(ROOT, options.aiCallBin),
+    serverNodeFlags: options.serverNodeOptions ?? SERVER_NODE_FLAGS.join(' '),
     micro: [],
     steps: [],
     capacity: {},

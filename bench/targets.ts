@@ -8,6 +8,7 @@ import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Scenario } from './protocol.js';
+import { SERVER_NODE_FLAGS } from '../src/runtime-flags.js';
 
 export type TargetName = 'floor' | 'echo' | 'elevenlabs' | 'elevenlabs-16k' | 'echo-workers' | 'elevenlabs-workers';
 
@@ -47,7 +48,10 @@ export interface LaunchOptions {
   readonly logLevel: string;
   /** elevenlabs agent `uplinkChunkMs`: caller audio batched per message (20 = every frame). */
   readonly uplinkChunkMs: number;
-  /** Node/V8 flags for the ai-call server processes only (not the floor, not the load generator), e.g. '--max-semi-space-size=8'. */
+  /**
+   * Node/V8 flags of the server processes (ai-call and the floor alike; not the load generator).
+   * Default: ai-call's shipped flags (src/runtime-flags.ts); '' runs V8's defaults.
+   */
   readonly serverNodeOptions?: string | undefined;
 }
 
@@ -78,13 +82,13 @@ export async function launchTarget(options: LaunchOptions): Promise<RunningTarge
   // Cluster workers inherit execArgv; with --inspect=…:0 node:cluster would give them ports 1, 2, …
   const inspectable = spec.workers === 1;
   const nodeArgs = [...(inspectable ? ['--inspect=127.0.0.1:0'] : []), ...(options.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : [])];
+  const flags = (options.serverNodeOptions ?? SERVER_NODE_FLAGS.join(' ')).split(/\s+/).filter((flag) => flag !== '');
   let args: string[];
   if (spec.kind === 'floor') {
-    args = [...nodeArgs, join(options.benchDir, 'floor.js'), '--host', HOST, '--agi-port', String(agiPort), '--audiosocket-port', String(audiosocketPort)];
+    args = [...nodeArgs, ...flags, join(options.benchDir, 'floor.js'), '--host', HOST, '--agi-port', String(agiPort), '--audiosocket-port', String(audiosocketPort)];
   } else {
     const configFile = join(options.workDir, `${spec.name}.yaml`);
     writeFileSync(configFile, productConfig({ agiPort, audiosocketPort, statusPort, agentId: options.fake.agentId, agentId16k: options.fake.agentId16k, logLevel: options.logLevel, uplinkChunkMs: options.uplinkChunkMs }));
-    const flags = options.serverNodeOptions?.split(/\s+/).filter((flag) => flag !== '') ?? [];
     args = [...nodeArgs, ...flags, options.aiCallBin, '--config', configFile, 'serve', '--grace-ms', '1000', ...(spec.workers === 1 ? [] : ['--workers', String(spec.workers)])];
   }
   const child = spawn(process.execPath, args, {

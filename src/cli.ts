@@ -11,6 +11,7 @@ import { Resampler } from './audio/resample.js';
 import { BridgeError, ERROR_CODES, describeError, type ErrorCode } from './errors.js';
 import { registerDialplanCommands } from './dialplan/commands.js';
 import { registerAgentCommands } from './agent/elevenlabs/commands.js';
+import { SERVER_NODE_FLAGS, missingServerFlags } from './runtime-flags.js';
 
 /** What a CLI command needs from the environment; injected so tests can run commands in-process. */
 export interface CliIo {
@@ -51,6 +52,10 @@ export function buildCli(io: CliIo): Command {
       const { config, source } = configOf();
       const logger = createLogger(config.log.level);
       logger.info({ config: source }, 'configuration loaded');
+      const missingFlags = missingServerFlags();
+      if (missingFlags.length > 0 && Number(opts.workers) <= 1) {
+        logger.info({ missing: missingFlags, recommended: SERVER_NODE_FLAGS.join(' ') }, 'node runs without ai-call\'s V8 flags: frame timing under load is better with them (docs/admin-guide.md)');
+      }
       const graceMs = Number(opts.graceMs);
       const workers = Number(opts.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new BridgeError('INPUT_INVALID', '--workers must be a whole number from 1 to 64');

@@ -26,6 +26,7 @@ import { OutboundCalls, parseOriginateRequest } from './call/outbound.js';
 import { ChannelTracker } from './call/channels.js';
 import { Metrics } from './status/metrics.js';
 import { BridgeError, describeError } from './errors.js';
+import { missingServerFlags } from './runtime-flags.js';
 
 /** Catch-up burst after an event-loop stall (protocols.md §1.7: "a few frames at most"). */
 const MAX_CATCH_UP_FRAMES = 3;
@@ -230,6 +231,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
           ami: ami ? ami.state : 'disabled',
           originatesPending: outbound?.pendingCount ?? 0,
           frameClock: { listeners: frameClock.size, ...frameClock.stats },
+          nodeFlagsMissing: missingServerFlags(),
         }),
         metrics: () => metrics.render(),
         control: outbound && createControlApi(config, outbound),

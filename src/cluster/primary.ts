@@ -24,6 +24,7 @@ import { StatusServer } from '../status/server.js';
 import { BridgeError } from '../errors.js';
 import { CLUSTER_TAG, isClusterMessage, type OutcomeLookup, type PrimaryMessage, type WorkerHealth, type WorkerMessage } from './protocol.js';
 import { checkClusterConfig } from './worker-config.js';
+import { missingServerFlags } from '../runtime-flags.js';
 
 /** A worker must be serving within this long of its fork. */
 const START_TIMEOUT_MS = 30_000;
@@ -92,7 +93,11 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
   let refreshing: Promise<void> | undefined;
   const startWaiters: Array<{ resolve: () => void; reject: (err: Error) => void }> = [];
 
-  cluster.setupPrimary({ exec: options.workerModule ?? fileURLToPath(new URL('./worker.js', import.meta.url)) });
+  // Workers carry the calls: they run with ai-call's V8 flags even if the primary was started without them.
+  cluster.setupPrimary({
+    exec: options.workerModule ?? fileURLToPath(new URL('./worker.js', import.meta.url)),
+    execArgv: [...process.execArgv, ...missingServerFlags()],
+  });
 
   const sendTo = (slot: Slot, message: PrimaryMessage): void => {
     const worker = slot.worker;
@@ -286,19 +291,25 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
           return true;
         },
       },
-      health: () => ({
-        status: closing !== undefined ? 'draining' : slots.every((slot) => slot.ready) ? 'ok' : 'degraded',
-        calls: slots.reduce((sum, slot) => sum + slot.liveCalls, 0),
-        ami: 'disabled',
-        workers: slots.map((slot) => ({
-          index: slot.index,
-          pid: slot.worker?.process.pid,
-          ready: slot.ready,
-          calls: slot.liveCalls,
-          audiosocket: slot.audiosocket,
-          frameClock: callCache.health.find((h) => h.index === slot.index)?.frameClock,
-        })),
-      }),
+      health: () => {
+        // Per-worker details (frame clock, V8 flags) come with the call list: keep it fresh here too.
+        if (performance.now() - callCache.atMs > LIST_MAX_AGE_MS) void refreshCalls();
+        const workerHealth = (index: number): WorkerHealth | undefined => callCache.health.find((h) => h.index === index);
+        return {
+          status: closing !== undefined ? 'draining' : slots.every((slot) => slot.ready) ? 'ok' : 'degraded',
+          calls: slots.reduce((sum, slot) => sum + slot.liveCalls, 0),
+          ami: 'disabled',
+          workers: slots.map((slot) => ({
+            index: slot.index,
+            pid: slot.worker?.process.pid,
+            ready: slot.ready,
+            calls: slot.liveCalls,
+            audiosocket: slot.audiosocket,
+            frameClock: workerHealth(slot.index)?.frameClock,
+            nodeFlagsMissing: workerHealth(slot.index)?.nodeFlagsMissing,
+          })),
+        };
+      },
       metrics: async () => {
         const replies = await Promise.all(slots.map((slot) => (slot.ready ? request(slot, (requestId) => ({ tag: CLUSTER_TAG, type: 'metrics-request', requestId })) : undefined)));
         const perWorker = replies.flatMap((reply) => (reply?.type === 'metrics-reply' ? [reply.metrics] : []));

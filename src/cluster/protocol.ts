@@ -60,6 +60,8 @@ export interface WorkerHealth {
   readonly pid: number;
   readonly calls: number;
   readonly frameClock: Record<string, number>;
+  /** ai-call's V8 flags this worker runs without (runtime-flags.ts); empty when all are set. */
+  readonly nodeFlagsMissing: string[];
 }
 
 export function isClusterMessage(message: unknown): message is { tag: typeof CLUSTER_TAG; type: string } {

@@ -21,6 +21,7 @@ import { startServer, type RunningServer } from '../main.js';
 import { describeError } from '../errors.js';
 import { CLUSTER_TAG, isClusterMessage, type OutcomeLookup, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 import { workerConfig } from './worker-config.js';
+import { missingServerFlags } from '../runtime-flags.js';
 
 /** An owner lookup through the primary gets this long beyond the owner's own wait. */
 const REMOTE_GRACE_MS = 1_000;
@@ -115,7 +116,7 @@ function runWorker(): void {
           type: 'list-reply',
           requestId: message.requestId,
           calls: registry?.list() ?? [],
-          health: { index: workerIndex, pid: process.pid, calls: registry?.liveCount ?? 0, frameClock: frameClock ? { listeners: frameClock.size, ...frameClock.stats } : {} },
+          health: { index: workerIndex, pid: process.pid, calls: registry?.liveCount ?? 0, frameClock: frameClock ? { listeners: frameClock.size, ...frameClock.stats } : {}, nodeFlagsMissing: missingServerFlags() },
         });
         return;
       }

@@ -21,6 +21,7 @@ import { lintExtensionsConf, lintPlainConf } from '../../src/dialplan/syntax.js'
 import { silentLogger } from '../../src/log.js';
 import { startServer, type RunningServer } from '../../src/main.js';
 import { cleanEnv, describeRun, DOCKER_DIR, execForm, packageJson, parseDockerfile, REPO, run, type DockerInstruction } from './helpers.js';
+import { SERVER_NODE_FLAGS } from '../../src/runtime-flags.js';
 
 const dockerfileText = readFileSync(`${DOCKER_DIR}Dockerfile`, 'utf8');
 const dockerfile = parseDockerfile(dockerfileText);
@@ -132,10 +133,10 @@ describe('docker/Dockerfile', () => {
     expect(existsSync(`${REPO}src/dialplan/render.ts`)).toBe(true);
   });
 
-  it('runs package.json\'s bin as ENTRYPOINT with serve as the default command', () => {
+  it('runs package.json\'s bin as ENTRYPOINT, with ai-call\'s V8 flags, and serve as the default command', () => {
     const entrypoint = inStage(finalStage(), 'ENTRYPOINT').at(-1);
     const cmd = inStage(finalStage(), 'CMD').at(-1);
-    expect(execForm(entrypoint!.args)).toEqual(['node', pkg.bin['ai-call']]);
+    expect(execForm(entrypoint!.args)).toEqual(['node', ...SERVER_NODE_FLAGS, pkg.bin['ai-call']]);
     expect(pkg.bin['ai-call']).toMatch(/^dist\/src\//);
     expect(existsSync(`${REPO}${pkg.bin['ai-call']!.replace(/^dist\//, '').replace(/\.js$/, '.ts')}`), 'the bin is compiled from src/bin/ai-call.ts').toBe(true);
     expect(execForm(cmd!.args)).toEqual(['serve']);

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildCli } from '../../src/cli.js';
 import { EMBEDDED_DEFAULT_YAML, parseConfig } from '../../src/config/load.js';
 import { describeRun, packageJson, parseUnit, run, SCRIPTS_DIR, unitSeconds } from './helpers.js';
+import { SERVER_NODE_FLAGS } from '../../src/runtime-flags.js';
 
 const INSTALL = `${SCRIPTS_DIR}install.sh`;
 const unitText = readFileSync(`${SCRIPTS_DIR}ai-call.service`, 'utf8');
@@ -26,8 +27,8 @@ describe('scripts/ai-call.service', () => {
   it('runs package.json\'s bin from /opt/ai-call as the dedicated user ai-call', () => {
     expect(one('User')).toBe('ai-call');
     expect(one('Group')).toBe('ai-call');
-    expect(one('ExecStart')).toBe(`/usr/bin/env node /opt/ai-call/${packageJson().bin['ai-call']} serve`);
-    expect(one('ExecStart')).toBe('/usr/bin/env node /opt/ai-call/dist/src/bin/ai-call.js serve');
+    expect(one('ExecStart')).toBe(`/usr/bin/env node ${SERVER_NODE_FLAGS.join(' ')} /opt/ai-call/${packageJson().bin['ai-call']} serve`);
+    expect(one('ExecStart')).toBe('/usr/bin/env node --single-threaded-gc --max-semi-space-size=8 /opt/ai-call/dist/src/bin/ai-call.js serve');
     expect(one('Type')).toBe('simple');
     expect(unit.get('Install')?.get('WantedBy')).toEqual(['multi-user.target']);
   });

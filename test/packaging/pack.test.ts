@@ -120,7 +120,7 @@ describe('installed from the tarball', () => {
     writeFileSync(config, `agi: { port: ${base} }\naudiosocket: { port: ${base + 1} }\nstatus: { port: ${base + 3} }\nagents:\n  echo: { provider: echo }\n`);
     const child = spawn(join(prefix, 'node_modules', '.bin', 'ai-call'), ['-c', config, 'serve', '--workers', '2'], { env: cleanEnv(), stdio: 'ignore' });
     try {
-      let health: { workers?: Array<{ ready: boolean; audiosocket?: { port: number } }> } = {};
+      let health: { workers?: Array<{ ready: boolean; audiosocket?: { port: number }; nodeFlagsMissing?: string[] }> } = {};
       for (let i = 0; i < 100 && !(health.workers?.length === 2 && health.workers.every((w) => w.ready)); i++) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         health = await fetch(`http://127.0.0.1:${base + 3}/healthz`).then((r) => r.json() as Promise<typeof health>, () => ({}));
@@ -132,6 +132,13 @@ describe('installed from the tarball', () => {
       for (const call of calls) expect(call.resultVariables).toMatchObject({ AI_RESULT: 'CALLER_HANGUP', AI_ERROR: '' });
       // Each worker hands out its own AudioSocket port.
       expect(new Set(health.workers!.map((w) => w.audiosocket?.port)).size).toBe(2);
+      // The bin ran under plain `node`; the workers still carry calls with ai-call's V8 flags.
+      // (Worker details reach /healthz with the primary's next refresh from the workers.)
+      for (let i = 0; i < 30 && health.workers?.some((w) => w.nodeFlagsMissing === undefined) !== false; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        health = await fetch(`http://127.0.0.1:${base + 3}/healthz`).then((r) => r.json() as Promise<typeof health>);
+      }
+      expect(health.workers?.map((w) => w.nodeFlagsMissing)).toEqual([[], []]);
     } finally {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));
