@@ -30,6 +30,8 @@ import { missingServerFlags } from './runtime-flags.js';
 
 /** Catch-up burst after an event-loop stall (protocols.md §1.7: "a few frames at most"). */
 const MAX_CATCH_UP_FRAMES = 3;
+/** Calls are spread over 4 slots of the 20 ms period (a 5 ms tick): a tick writes a quarter of the frames. */
+const FRAME_PHASES = 4;
 
 export interface RunningServer {
   readonly agi: { host: string; port: number };
@@ -71,6 +73,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Run
     clock,
     frameMs: config.calls.frameMs,
     maxCatchUpFrames: MAX_CATCH_UP_FRAMES,
+    phases: FRAME_PHASES,
     onError: (err: unknown) => logger.error({ err: describeError(err) }, 'a call failed on the 20 ms clock'),
   });
   cleanups.push(() => frameClock.close());

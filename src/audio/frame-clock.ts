@@ -4,16 +4,24 @@ import type { Clock, TimerHandle } from './clock.js';
  * The one process-wide 20 ms clock that paces audio to Asterisk (style.md rule 5, protocols.md §1.7):
  * one timer for every call, never one per call.
  *
- *   add(first) ─► next = now + frameMs ─► setTimer(tick, next − now)
- *   tick: due = frames whose deadline has passed; onFrame() min(due, maxCatchUpFrames) times per
- *         listener; next += due × frameMs (absolute deadlines: no drift, late frames are skipped, not
- *         replayed); setTimer(tick, next − now) while anyone listens
+ * The frame period is split into `phases` slots (4 in ai-call: a 5 ms tick, each call in one slot).
+ * Every call still gets exactly one frame per frameMs on its own absolute deadlines, but a tick writes
+ * a quarter of the calls instead of all of them: a FastAGI request, a caller frame bound for the agent
+ * or agent audio arriving meanwhile waits for at most a quarter of the frame writes, and the sockets'
+ * traffic is spread over the period instead of arriving in one burst.
+ *
+ *   add(listener) ─► the phase with the fewest listeners (ties: the one due last, so the first clock
+ *                    frame comes close to a period after the frame the caller sent on attach)
+ *   tick: for each phase whose deadline has passed, earliest first: due = its frames overdue;
+ *         onFrame() min(due, maxCatchUpFrames) times per listener of that phase; its deadline
+ *         += due × frameMs (absolute deadlines: no drift, late frames are skipped, not replayed);
+ *         then setTimer(tick, earliest deadline of a phase with listeners − now)
  *
  * A tick that finds several frames due (the event loop stalled) plays a burst of at most
  * `maxCatchUpFrames` per listener and skips the rest: Asterisk neither buffers nor paces, so a long burst
  * would only overflow the far end (§1.7).
  *
- * Listeners added during a tick start at the next tick; listeners removed during a tick get no further
+ * Listeners added during a tick start at a later tick; listeners removed during a tick get no further
  * call, even within the same tick. A listener that throws is reported to `onError` and the others still
  * run (it stays registered: its owner decides).
  */
@@ -27,18 +35,20 @@ export interface FrameClockOptions {
   readonly frameMs: number;
   /** Most frames delivered per listener in one tick after a stall, e.g. 3. */
   readonly maxCatchUpFrames: number;
+  /** Slots per frame period the listeners are spread over (default 1: every listener on one tick). */
+  readonly phases?: number;
   /** Called with whatever a listener's onFrame() threw. */
   readonly onError?: (err: unknown, listener: FrameListener) => void;
 }
 
 export interface FrameClockStats {
-  /** Timer callbacks that delivered at least one frame. */
+  /** Phase dispatches that delivered at least one frame (phases per period × periods). */
   ticks: number;
-  /** Ticks that found more than one frame due (the event loop was late by a frame or more). */
+  /** Dispatches that found more than one frame due (the event loop was late by a frame or more). */
   lateTicks: number;
-  /** Extra frames delivered by late ticks (bursts), per tick, not per listener. */
+  /** Extra frames delivered by late dispatches (bursts), per dispatch, not per listener. */
   catchUpFrames: number;
-  /** Frames never delivered because a stall exceeded maxCatchUpFrames. */
+  /** Frames never delivered because a stall exceeded maxCatchUpFrames, per dispatch. */
   skippedFrames: number;
   /** onFrame() calls that threw. */
   listenerErrors: number;
@@ -54,16 +64,23 @@ const EARLY_TOLERANCE_MS = 1;
 export class FrameClock {
   readonly frameMs: number;
   readonly maxCatchUpFrames: number;
+  readonly phases: number;
   readonly stats: FrameClockStats = { ticks: 0, lateTicks: 0, catchUpFrames: 0, skippedFrames: 0, listenerErrors: 0 };
 
   readonly #clock: Clock;
   readonly #onError: ((err: unknown, listener: FrameListener) => void) | undefined;
-  readonly #listeners = new Set<FrameListener>();
-  /** The listeners a tick iterates over, copied at its start (reused array: no per-tick allocation). */
+  /** The listeners of each phase. */
+  readonly #members: Set<FrameListener>[];
+  readonly #phaseOf = new Map<FrameListener, number>();
+  /** Deadline (clock.now() ms) of each phase's next frame; kept only for phases with listeners. */
+  readonly #next: number[];
+  /** The listeners a dispatch iterates over, copied at its start (reused array: no per-tick allocation). */
   readonly #snapshot: (FrameListener | undefined)[] = [];
+  /** Listeners added during a tick: they join their phase once the tick is over. */
+  readonly #joining: FrameListener[] = [];
   #timer: TimerHandle | undefined;
-  /** Deadline (clock.now() ms) of the next frame. */
-  #next = 0;
+  /** The deadline the armed timer is for. */
+  #timerAtMs = 0;
   #ticking = false;
   #closed = false;
   readonly #tick = (): void => this.#onTimer();
@@ -73,33 +90,65 @@ export class FrameClock {
     if (!Number.isInteger(o.maxCatchUpFrames) || o.maxCatchUpFrames < 1) {
       throw new RangeError(`FrameClock: maxCatchUpFrames must be an integer ≥ 1, got ${o.maxCatchUpFrames}`);
     }
+    const phases = o.phases ?? 1;
+    if (!Number.isInteger(phases) || phases < 1 || phases > 20) throw new RangeError(`FrameClock: phases must be an integer 1-20, got ${phases}`);
     this.#clock = o.clock;
     this.frameMs = o.frameMs;
     this.maxCatchUpFrames = o.maxCatchUpFrames;
+    this.phases = phases;
     this.#onError = o.onError;
+    this.#members = Array.from({ length: phases }, () => new Set<FrameListener>());
+    this.#next = new Array<number>(phases).fill(0);
   }
 
   /** Listeners registered. */
   get size(): number {
-    return this.#listeners.size;
+    return this.#phaseOf.size;
   }
 
-  /** Registers `listener` (once; adding it again is a no-op). The first listener starts the clock. */
+  /** Listeners per phase, e.g. for /healthz. */
+  get phaseSizes(): number[] {
+    return this.#members.map((members) => members.size);
+  }
+
+  /** Registers `listener` (once; adding it again is a no-op). Its first frame is due at most one period from now. */
   add(listener: FrameListener): void {
     if (this.#closed) throw new Error('FrameClock is closed');
-    if (this.#listeners.has(listener)) return;
-    this.#listeners.add(listener);
-    if (this.#listeners.size === 1 && !this.#ticking && this.#timer === undefined) {
-      const now = this.#clock.now();
-      this.#next = now + this.frameMs;
-      this.#arm(now);
+    if (this.#phaseOf.has(listener)) return;
+    const now = this.#clock.now();
+    if (this.#phaseOf.size === 0) {
+      // Anchor every phase afresh, the last one a whole period from now.
+      for (let p = 0; p < this.phases; p++) this.#next[p] = now + ((p + 1) * this.frameMs) / this.phases;
+    } else {
+      // A phase nobody listens to is not ticked; bring its deadline to its next slot after now.
+      for (let p = 0; p < this.phases; p++) {
+        if (this.#members[p]!.size === 0 && this.#next[p]! <= now) {
+          this.#next[p]! += Math.floor((now - this.#next[p]!) / this.frameMs + 1) * this.frameMs;
+        }
+      }
     }
+    let phase = 0;
+    for (let p = 1; p < this.phases; p++) {
+      const fewer = this.#members[p]!.size - this.#members[phase]!.size;
+      if (fewer < 0 || (fewer === 0 && this.#next[p]! > this.#next[phase]!)) phase = p;
+    }
+    this.#phaseOf.set(listener, phase);
+    if (this.#ticking) {
+      // Its phase may still be due in this tick; it starts at a later one. The tick arms the timer.
+      this.#joining.push(listener);
+      return;
+    }
+    this.#members[phase]!.add(listener);
+    if (this.#timer === undefined || this.#next[phase]! < this.#timerAtMs) this.#arm(now);
   }
 
   /** Unregisters `listener` (no-op if absent). The last one leaving stops the timer. */
   remove(listener: FrameListener): void {
-    if (!this.#listeners.delete(listener)) return;
-    if (this.#listeners.size === 0 && this.#timer !== undefined) {
+    const phase = this.#phaseOf.get(listener);
+    if (phase === undefined) return;
+    this.#phaseOf.delete(listener);
+    this.#members[phase]!.delete(listener);
+    if (this.#phaseOf.size === 0 && this.#timer !== undefined) {
       this.#clock.clearTimer(this.#timer);
       this.#timer = undefined;
     }
@@ -109,47 +158,72 @@ export class FrameClock {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#listeners.clear();
+    this.#phaseOf.clear();
+    for (const members of this.#members) members.clear();
     if (this.#timer !== undefined) {
       this.#clock.clearTimer(this.#timer);
       this.#timer = undefined;
     }
   }
 
+  /** (Re)arms the one timer for the earliest deadline of a phase with listeners. */
   #arm(now: number): void {
-    this.#timer = this.#clock.setTimer(this.#tick, this.#next - now);
+    let atMs = Infinity;
+    for (let p = 0; p < this.phases; p++) if (this.#members[p]!.size > 0 && this.#next[p]! < atMs) atMs = this.#next[p]!;
+    if (this.#timer !== undefined) this.#clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    if (atMs === Infinity) return;
+    this.#timerAtMs = atMs;
+    this.#timer = this.#clock.setTimer(this.#tick, atMs - now);
   }
 
   #onTimer(): void {
     this.#timer = undefined;
-    if (this.#closed || this.#listeners.size === 0) return;
+    if (this.#closed || this.#phaseOf.size === 0) return;
     const now = this.#clock.now();
-    const due = Math.floor((now + EARLY_TOLERANCE_MS - this.#next) / this.frameMs) + 1;
-    if (due >= 1) {
-      const run = Math.min(due, this.maxCatchUpFrames);
-      const stats = this.stats;
-      stats.ticks++;
-      if (due > 1) {
-        stats.lateTicks++;
-        stats.catchUpFrames += run - 1;
-        stats.skippedFrames += due - run;
+    this.#ticking = true;
+    try {
+      // Every phase whose deadline has passed, earliest first (a stall can make several due at once).
+      for (;;) {
+        let phase = -1;
+        for (let p = 0; p < this.phases; p++) {
+          if (this.#members[p]!.size === 0 || this.#next[p]! > now + EARLY_TOLERANCE_MS) continue;
+          if (phase < 0 || this.#next[p]! < this.#next[phase]!) phase = p;
+        }
+        if (phase < 0 || this.#closed) break;
+        const due = Math.floor((now + EARLY_TOLERANCE_MS - this.#next[phase]!) / this.frameMs) + 1;
+        const run = Math.min(due, this.maxCatchUpFrames);
+        const stats = this.stats;
+        stats.ticks++;
+        if (due > 1) {
+          stats.lateTicks++;
+          stats.catchUpFrames += run - 1;
+          stats.skippedFrames += due - run;
+        }
+        this.#next[phase]! += due * this.frameMs;
+        this.#dispatch(phase, run);
       }
-      this.#next += due * this.frameMs;
-      this.#dispatch(run);
+    } finally {
+      this.#ticking = false;
+      for (const listener of this.#joining) {
+        const phase = this.#phaseOf.get(listener);
+        if (phase !== undefined) this.#members[phase]!.add(listener);
+      }
+      this.#joining.length = 0;
     }
-    if (!this.#closed && this.#listeners.size > 0 && this.#timer === undefined) this.#arm(this.#clock.now());
+    if (!this.#closed && this.#phaseOf.size > 0 && this.#timer === undefined) this.#arm(this.#clock.now());
   }
 
-  #dispatch(frames: number): void {
+  #dispatch(phase: number, frames: number): void {
+    const members = this.#members[phase]!;
     const snapshot = this.#snapshot;
     let length = 0;
-    for (const listener of this.#listeners) snapshot[length++] = listener;
-    this.#ticking = true;
+    for (const listener of members) snapshot[length++] = listener;
     try {
       for (let frame = 0; frame < frames; frame++) {
         for (let k = 0; k < length; k++) {
           const listener = snapshot[k]!;
-          if (!this.#listeners.has(listener)) continue; // removed earlier in this tick, or closed
+          if (!members.has(listener)) continue; // removed earlier in this tick, or closed
           try {
             listener.onFrame();
           } catch (err) {
@@ -159,7 +233,6 @@ export class FrameClock {
         }
       }
     } finally {
-      this.#ticking = false;
       // Drop the references so a removed call's listener can be collected.
       snapshot.fill(undefined, 0, length);
     }

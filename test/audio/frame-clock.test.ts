@@ -323,3 +323,109 @@ describe('FrameClock listeners', () => {
     expect(() => new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 0 })).toThrow(RangeError);
   });
 });
+
+describe('FrameClock phases: calls spread over the period, each still on its own 20 ms grid', () => {
+  function timed(clock: Clock): FrameListener & { times: number[] } {
+    return {
+      times: [],
+      onFrame() {
+        this.times.push(clock.now());
+      },
+    };
+  }
+
+  it('spreads listeners evenly over the phases, one timer, exactly one frame per 20 ms each', () => {
+    const clock = new ManualClock();
+    const frames = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3, phases: 4 });
+    const listeners = Array.from({ length: 10 }, () => timed(clock));
+    for (const l of listeners) {
+      frames.add(l);
+      clock.advance(1); // calls arrive at arbitrary moments
+    }
+    expect([...frames.phaseSizes].sort()).toEqual([2, 2, 3, 3]);
+    for (let i = 0; i < 400; i++) {
+      clock.advance(i % 2 === 0 ? 3 : 7);
+      expect(clock.pendingTimers).toBe(1);
+    }
+    for (const l of listeners) {
+      const steps = l.times.slice(1).map((t, i) => t - l.times[i]!);
+      expect(new Set(steps)).toEqual(new Set([20]));
+    }
+    // Four distinct slots in the period, 5 ms apart.
+    const slots = new Set(listeners.map((l) => l.times[0]! % 20));
+    expect([...slots].sort((a, b) => a - b)).toEqual([0, 5, 10, 15]);
+    expect(frames.stats.lateTicks).toBe(0);
+  });
+
+  it('the first listener is anchored a whole period after it joins; the next ones join the emptiest phase', () => {
+    const clock = new ManualClock();
+    const frames = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3, phases: 4 });
+    const first = timed(clock);
+    frames.add(first);
+    clock.advance(100);
+    expect(first.times).toEqual([1_020, 1_040, 1_060, 1_080, 1_100]);
+    const second = timed(clock);
+    frames.add(second); // at 1100; emptiest phases are due at 1105, 1110, 1115: it takes the last
+    clock.advance(20);
+    expect(second.times).toEqual([1_115]);
+    frames.remove(first);
+    const third = timed(clock);
+    frames.add(third); // at 1120: the phase due at 1120 is empty again and its slot has passed
+    clock.advance(20);
+    expect(third.times[0]).toBeGreaterThan(1_120);
+    expect(third.times[0]).toBeLessThanOrEqual(1_140);
+    expect(second.times).toEqual([1_115, 1_135]);
+  });
+
+  it('after a stall every due phase catches up, earliest first, at most maxCatchUpFrames each', () => {
+    const clock = new StallClock();
+    const frames = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3, phases: 4 });
+    const order: string[] = [];
+    const named = (name: string): FrameListener & { count: number } => ({
+      count: 0,
+      onFrame() {
+        this.count++;
+        order.push(name);
+      },
+    });
+    const a = named('a');
+    const b = named('b');
+    frames.add(a); // due +20
+    frames.add(b); // due +15
+    clock.stall(100); // the first timer (at +15) fires at +115 by now()
+    clock.inner.advance(15);
+    // b: deadlines 15..115 passed (6 due) → 3 played; a: 20..100 passed (5 due) → 3 played.
+    expect(order).toEqual(['b', 'b', 'b', 'a', 'a', 'a']);
+    expect(frames.stats).toMatchObject({ ticks: 2, lateTicks: 2, catchUpFrames: 4, skippedFrames: 5 });
+    expect(clock.inner.pendingTimers).toBe(1);
+  });
+
+  it('a listener added during a tick does not run in that tick even if its phase is due in it', () => {
+    const clock = new StallClock();
+    const frames = new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 1, phases: 2 });
+    const late = counter();
+    const adder: FrameListener = { onFrame: () => frames.add(late) };
+    const [first, w, v] = [counter(), counter(), counter()];
+    frames.add(first); // phase 1, due +20
+    frames.add(adder); // phase 0, due +10
+    frames.add(w); // phase 1
+    frames.add(v); // phase 0
+    frames.remove(w);
+    expect(frames.phaseSizes).toEqual([2, 1]);
+    clock.stall(15); // the timer for +10 fires at +25: phase 0 runs, then phase 1 (due +20)
+    clock.inner.advance(20);
+    // The adder put `late` into phase 1 (the emptier one) while phase 1 was still due in that tick.
+    expect(first.count).toBe(1);
+    expect(late.count).toBe(0);
+    expect(frames.phaseSizes).toEqual([2, 2]);
+    clock.inner.advance(20);
+    expect(late.count).toBe(1);
+    expect(first.count).toBe(2);
+  });
+
+  it('validates phases', () => {
+    const clock = new ManualClock();
+    expect(() => new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3, phases: 0 })).toThrow(RangeError);
+    expect(() => new FrameClock({ clock, frameMs: 20, maxCatchUpFrames: 3, phases: 2.5 })).toThrow(RangeError);
+  });
+});
