@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import WebSocket from 'ws';
+import { openInspector } from './inspector.js';
 
 interface CallFrame {
   readonly functionName: string;
@@ -32,34 +32,21 @@ export interface SamplingProfile {
 
 /** Starts sampling on the process behind `url`; stop() returns the profile and closes the connection. */
 export async function startPromotionSampling(url: string, samplingIntervalBytes = 8192): Promise<{ stop(): Promise<SamplingProfile> }> {
-  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 28 });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  let id = 0;
-  const pending = new Map<number, (result: Record<string, unknown>) => void>();
-  ws.on('message', (data) => {
-    const message = JSON.parse(String(data)) as { id?: number; result?: Record<string, unknown> };
-    if (message.id !== undefined) pending.get(message.id)?.(message.result ?? {});
-  });
-  const call = (method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> =>
-    new Promise((resolve) => {
-      const callId = ++id;
-      pending.set(callId, resolve);
-      ws.send(JSON.stringify({ id: callId, method, params }));
-    });
-  await call('HeapProfiler.enable');
-  await call('HeapProfiler.startSampling', {
+  const inspector = await openInspector(url);
+  await inspector.call('HeapProfiler.enable');
+  await inspector.call('HeapProfiler.startSampling', {
     samplingInterval: samplingIntervalBytes,
     includeObjectsCollectedByMajorGC: true,
     includeObjectsCollectedByMinorGC: false,
   });
   return {
     async stop() {
-      const result = await call('HeapProfiler.stopSampling');
-      ws.close();
-      return result['profile'] as SamplingProfile;
+      try {
+        const result = await inspector.call('HeapProfiler.stopSampling');
+        return result['profile'] as SamplingProfile;
+      } finally {
+        inspector.close();
+      }
     },
   };
 }

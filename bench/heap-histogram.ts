@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import WebSocket from 'ws';
+import { openInspector } from './inspector.js';
 
 interface Snapshot {
   readonly snapshot: { readonly meta: { readonly node_fields: string[]; readonly node_types: [string[]] } };
@@ -18,30 +18,19 @@ interface Snapshot {
 }
 
 export async function takeSnapshot(url: string): Promise<Snapshot> {
-  const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 30 });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
   const chunks: string[] = [];
-  let id = 0;
-  const call = (method: string, params: Record<string, unknown> = {}): Promise<void> =>
-    new Promise((resolve) => {
-      const callId = ++id;
-      const onMessage = (data: WebSocket.RawData): void => {
-        const message = JSON.parse(String(data)) as { id?: number; method?: string; params?: { chunk?: string } };
-        if (message.method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(message.params?.chunk ?? '');
-        if (message.id === callId) {
-          ws.off('message', onMessage);
-          resolve();
-        }
-      };
-      ws.on('message', onMessage);
-      ws.send(JSON.stringify({ id: callId, method, params }));
-    });
-  await call('HeapProfiler.collectGarbage');
-  await call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
-  ws.close();
+  const inspector = await openInspector(url, {
+    timeoutMs: 120_000,
+    onEvent: (method, params) => {
+      if (method === 'HeapProfiler.addHeapSnapshotChunk') chunks.push(typeof params['chunk'] === 'string' ? params['chunk'] : '');
+    },
+  });
+  try {
+    await inspector.call('HeapProfiler.collectGarbage');
+    await inspector.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false });
+  } finally {
+    inspector.close();
+  }
   return JSON.parse(chunks.join('')) as Snapshot;
 }
 
