@@ -106,7 +106,7 @@ export class FrameClock {
     return this.#phaseOf.size;
   }
 
-  /** Listeners per phase, e.g. for /healthz. */
+  /** Listeners per phase: how evenly the calls are spread over the period. */
   get phaseSizes(): number[] {
     return this.#members.map((members) => members.size);
   }
