@@ -18,7 +18,7 @@
 import { connect, type Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { CallProbe } from './fake-elevenlabs-lean.js';
-import type { HangupResult, ProbeResult, RampResult, Scenario, WindowResult } from './protocol.js';
+import type { HangupResult, ProbeOptions, ProbeResult, RampOptions, RampResult, Scenario, WindowResult } from './protocol.js';
 import { LatencyHistogram, estimateSlotLatency, type SlotSample } from './stats.js';
 import {
   AudioSocketKind,
@@ -318,15 +318,6 @@ class EmulatedCall implements CallProbe {
   }
 }
 
-export interface RampOptions {
-  readonly agiHost: string;
-  readonly agiPort: number;
-  readonly agent: string;
-  readonly scenario: Scenario;
-  readonly calls: number;
-  readonly rampMs: number;
-}
-
 export class AsteriskEmulator {
   scenario: Scenario = 'echo';
   window: Window | undefined;
@@ -432,7 +423,7 @@ export class AsteriskEmulator {
    * `probes` single calls, one every intervalMs, while the step's calls stream: each runs the assign
    * AGI, then at once its result AGI, which ends the call before media (as a caller who hangs up).
    */
-  async probe(options: { agiHost: string; agiPort: number; agent: string; probes: number; intervalMs: number }): Promise<ProbeResult> {
+  async probe(options: ProbeOptions): Promise<ProbeResult> {
     const agiToStatus = new LatencyHistogram(30_000);
     const agentReadyToStatus = new LatencyHistogram(30_000);
     let failed = 0;
@@ -445,9 +436,8 @@ export class AsteriskEmulator {
           return;
         }
         agiToStatus.record(agi.statusMs);
-        const readyAtMs = this.#agentReadyAtMs.get(uuid);
-        this.#agentReadyAtMs.delete(uuid);
-        if (readyAtMs !== undefined && agi.statusAtMs !== undefined) agentReadyToStatus.record(agi.statusAtMs - readyAtMs);
+        const afterAgentReadyMs = this.#takeAfterAgentReady(uuid, agi.statusAtMs);
+        if (afterAgentReadyMs !== undefined) agentReadyToStatus.record(afterAgentReadyMs);
         await runAgi(options.agiHost, options.agiPort, `ai-call/result?uuid=${uuid}`, `${this.#step}.p${index}.r`);
       } catch {
         failed++;
@@ -462,6 +452,13 @@ export class AsteriskEmulator {
     return { probes: options.probes, failed, agiToStatus: agiToStatus.summary(), agentReadyToStatus: agentReadyToStatus.summary() };
   }
 
+  /** ms from the fake agent of call `uuid` being ready to its AI_STATUS line; forgets the call. */
+  #takeAfterAgentReady(uuid: string, statusAtMs: number | undefined): number | undefined {
+    const readyAtMs = this.#agentReadyAtMs.get(uuid);
+    this.#agentReadyAtMs.delete(uuid);
+    return readyAtMs !== undefined && statusAtMs !== undefined ? statusAtMs - readyAtMs : undefined;
+  }
+
   async #startOne(call: EmulatedCall, options: RampOptions): Promise<{ statusMs: number | undefined; afterAgentReadyMs: number | undefined }> {
     const agi = await runAgi(options.agiHost, options.agiPort, `ai-call?agent=${options.agent}`, `${this.#step}.${call.index}`);
     const status = agi.variables['AI_STATUS'];
@@ -470,9 +467,7 @@ export class AsteriskEmulator {
     const target = /^(.+):(\d+)$/.exec(agi.variables['AI_AUDIOSOCKET'] ?? '');
     if (!target || uuid === '') throw new Error('AI_UUID or AI_AUDIOSOCKET missing');
     call.uuid = uuid.toLowerCase();
-    const readyAtMs = this.#agentReadyAtMs.get(call.uuid);
-    this.#agentReadyAtMs.delete(call.uuid);
-    const afterAgentReadyMs = readyAtMs !== undefined && agi.statusAtMs !== undefined ? agi.statusAtMs - readyAtMs : undefined;
+    const afterAgentReadyMs = this.#takeAfterAgentReady(call.uuid, agi.statusAtMs);
     this.#byUuid.set(call.uuid, call);
     const socket = connect({ host: target[1]!.replace(/^\[|\]$/g, ''), port: Number(target[2]), noDelay: true });
     call.socket = socket;

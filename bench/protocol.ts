@@ -7,31 +7,33 @@ import type { Distribution, SlotLatencyEstimate } from './stats.js';
 /** What the calls do: `echo` = caller pattern only; `elevenlabs` = the same, answered by the lean fake. */
 export type Scenario = 'echo' | 'elevenlabs';
 
+/** Where the calls go: the server's FastAGI address and the agent they ask for. */
+export interface AgiTarget {
+  readonly agiHost: string;
+  readonly agiPort: number;
+  /** Agent name in the AGI request (`ai-call?agent=NAME`). */
+  readonly agent: string;
+}
+
+/** `calls` calls started evenly over rampMs, each streaming until the hang-up. */
+export interface RampOptions extends AgiTarget {
+  readonly scenario: Scenario;
+  readonly calls: number;
+  readonly rampMs: number;
+}
+
+/** New calls arriving one by one while the step's calls are live: AGI, then its result AGI at once. */
+export interface ProbeOptions extends AgiTarget {
+  readonly probes: number;
+  readonly intervalMs: number;
+}
+
 export type LoadgenRequest =
   | { readonly id: number; readonly type: 'start-fake' }
-  | {
-      readonly id: number;
-      readonly type: 'ramp';
-      readonly agiHost: string;
-      readonly agiPort: number;
-      /** Agent name in the AGI request (`ai-call?agent=NAME`). */
-      readonly agent: string;
-      readonly scenario: Scenario;
-      readonly calls: number;
-      readonly rampMs: number;
-    }
+  | ({ readonly id: number; readonly type: 'ramp' } & RampOptions)
   | { readonly id: number; readonly type: 'measure-start' }
   | { readonly id: number; readonly type: 'measure-stop' }
-  | {
-      /** New calls arriving one by one while the step's calls are live: AGI, then its result AGI at once. */
-      readonly id: number;
-      readonly type: 'probe';
-      readonly agiHost: string;
-      readonly agiPort: number;
-      readonly agent: string;
-      readonly probes: number;
-      readonly intervalMs: number;
-    }
+  | ({ readonly id: number; readonly type: 'probe' } & ProbeOptions)
   | { readonly id: number; readonly type: 'hangup' }
   | { readonly id: number; readonly type: 'exit' };
 

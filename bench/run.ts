@@ -219,10 +219,11 @@ async function runStep(
   try {
     const tree = processTree(target.pid);
     await sleep(300);
+    const agiTarget = { agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent };
+    const rampUp = (count: number, rampMs: number) => loadgen.call({ type: 'ramp', ...agiTarget, scenario: spec.scenario, calls: count, rampMs }, 'ramped');
     const warmupCalls = options.warmup ? Math.min(WARMUP_CALLS, calls) : 0;
     if (warmupCalls > 0) {
-      const warmRampMs = Math.round((warmupCalls / RAMP_CALLS_PER_S) * 1000);
-      await loadgen.call({ type: 'ramp', agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent, scenario: spec.scenario, calls: warmupCalls, rampMs: warmRampMs }, 'ramped');
+      await rampUp(warmupCalls, Math.round((warmupCalls / RAMP_CALLS_PER_S) * 1000));
       await sleep(WARMUP_MS);
       await loadgen.call({ type: 'hangup' }, 'hung-up');
       await sleep(AFTER_MS);
@@ -234,29 +235,28 @@ async function runStep(
     // Optional: what each live call holds, by constructor (two heap snapshots: idle and loaded).
     const snapshotUrl = options.heapHistogram && target.inspectable ? inspectorUrls(target.stderrFile)[0] : undefined;
     const idleHistogram = snapshotUrl ? histogram(await takeSnapshot(snapshotUrl)) : undefined;
-    const rampMs = Math.max(1_000, Math.round((calls / RAMP_CALLS_PER_S) * 1000));
-    const { ramp } = await loadgen.call({ type: 'ramp', agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent, scenario: spec.scenario, calls, rampMs }, 'ramped');
+    const { ramp } = await rampUp(calls, Math.max(1_000, Math.round((calls / RAMP_CALLS_PER_S) * 1000)));
     // Scrape now, not at the window start: it resets the event-loop lag histogram, and its own
     // cost must not land inside the window.
     if (target.statusUrl) await fetchText(`${target.statusUrl}/metrics`);
     await sleep(SETTLE_MS);
     const healthBefore = target.statusUrl ? await fetchJson(`${target.statusUrl}/healthz`) : undefined;
-    const cpu0 = cpuSeconds(tree);
-    const loadgen0 = cpuSeconds([loadgen.pid]);
-    const wait0 = runqueueWaitSeconds(tree);
-    const loadgenWait0 = runqueueWaitSeconds([loadgen.pid]);
-    const pressure0 = cpuPressureSeconds();
-    const t0 = performance.now();
+    // The same /proc counters at both ends of the window; the step's figures are their differences.
+    const counters = () => ({
+      server: cpuSeconds(tree),
+      loadgen: cpuSeconds([loadgen.pid]),
+      serverWait: runqueueWaitSeconds(tree),
+      loadgenWait: runqueueWaitSeconds([loadgen.pid]),
+      pressure: cpuPressureSeconds(),
+      atMs: performance.now(),
+    });
+    // (Started before the window so that connecting the profiler is not counted as the server's CPU.)
     const samplingUrl = options.allocSampling && target.inspectable ? inspectorUrls(target.stderrFile)[0] : undefined;
     const sampling = samplingUrl ? await startPromotionSampling(samplingUrl) : undefined;
+    const before = counters();
     await loadgen.call({ type: 'measure-start' }, 'measuring');
     await sleep(options.windowS * 1000);
-    const cpu1 = cpuSeconds(tree);
-    const loadgen1 = cpuSeconds([loadgen.pid]);
-    const wait1 = runqueueWaitSeconds(tree);
-    const loadgenWait1 = runqueueWaitSeconds([loadgen.pid]);
-    const pressure1 = cpuPressureSeconds();
-    const t1 = performance.now();
+    const after = counters();
     const rssActive = rssBytes(tree);
     const { window } = await loadgen.call({ type: 'measure-stop' }, 'measured');
     if (sampling && profileDir !== undefined) {
@@ -267,13 +267,13 @@ async function runStep(
     const liveHistogram = snapshotUrl ? histogram(await takeSnapshot(snapshotUrl)) : undefined;
     const metrics = target.statusUrl ? await fetchText(`${target.statusUrl}/metrics`) : undefined;
     const health = target.statusUrl ? await fetchJson(`${target.statusUrl}/healthz`) : undefined;
-    const { probe } = await loadgen.call({ type: 'probe', agiHost: target.agi.host, agiPort: target.agi.port, agent: spec.agent, probes: PROBES, intervalMs: PROBE_INTERVAL_MS }, 'probed');
+    const { probe } = await loadgen.call({ type: 'probe', ...agiTarget, probes: PROBES, intervalMs: PROBE_INTERVAL_MS }, 'probed');
     const { hangup } = await loadgen.call({ type: 'hangup' }, 'hung-up');
     await sleep(AFTER_MS);
     const heapAfter = await heap();
     const afterHistogram = snapshotUrl ? histogram(await takeSnapshot(snapshotUrl)) : undefined;
     const rssAfter = rssBytes(tree);
-    const wallS = (t1 - t0) / 1000;
+    const wallS = (after.atMs - before.atMs) / 1000;
     const liveCalls = Math.max(1, window.calls);
     const lagP99 = metricValue(metrics, 'aicall_nodejs_eventloop_lag_p99_seconds');
     const lagMax = metricValue(metrics, 'aicall_nodejs_eventloop_lag_max_seconds');
@@ -284,7 +284,7 @@ async function runStep(
     else if (window.gapsOver40Ms > 0) notes.push(`${window.gapsOver40Ms} gaps > 40 ms, all during stalls of the load generator`);
     if (window.framesLost > 0) problems.push(`${window.framesLost} frames lost`);
     if (window.endedByServer > 0) problems.push(`${window.endedByServer} calls ended by the server`);
-    const loadgenCpuCores = (loadgen1 - loadgen0) / wallS;
+    const loadgenCpuCores = (after.loadgen - before.loadgen) / wallS;
     if (loadgenCpuCores > 0.95) problems.push('load generator saturated');
     return {
       target: spec.name,
@@ -297,8 +297,8 @@ async function runStep(
       probe,
       warmupCalls,
       server: {
-        cpuPerCallSecond: (cpu1 - cpu0) / (liveCalls * wallS),
-        cpuCores: (cpu1 - cpu0) / wallS,
+        cpuPerCallSecond: (after.server - before.server) / (liveCalls * wallS),
+        cpuCores: (after.server - before.server) / wallS,
         rssIdleBytes: rssIdle,
         rssActiveBytes: rssActive,
         rssPerCallBytes: (rssActive - rssIdle) / liveCalls,
@@ -308,13 +308,13 @@ async function runStep(
         eventLoopLagP99Ms: lagP99 === undefined ? undefined : lagP99 * 1000,
         eventLoopLagMaxMs: lagMax === undefined ? undefined : lagMax * 1000,
         frameClock: frameClockDelta(healthBefore, health),
-        runqueueWaitShare: (wait1 - wait0) / wallS,
+        runqueueWaitShare: (after.serverWait - before.serverWait) / wallS,
       },
       heapPerCall: idleHistogram && liveHistogram ? perCallHistogram(idleHistogram, liveHistogram, Math.max(1, window.calls)) : undefined,
       heapAfterPerCall: idleHistogram && afterHistogram ? perCallHistogram(idleHistogram, afterHistogram, Math.max(1, window.calls)) : undefined,
       loadgenCpuCores,
-      loadgenRunqueueWaitShare: (loadgenWait1 - loadgenWait0) / wallS,
-      machineCpuPressure: pressure0 !== undefined && pressure1 !== undefined ? (pressure1 - pressure0) / wallS : undefined,
+      loadgenRunqueueWaitShare: (after.loadgenWait - before.loadgenWait) / wallS,
+      machineCpuPressure: before.pressure !== undefined && after.pressure !== undefined ? (after.pressure - before.pressure) / wallS : undefined,
       cpuRatioToFloor: undefined,
       clean: problems.length === 0,
       problems,
