@@ -294,20 +294,22 @@ export async function startCluster(options: ClusterOptions): Promise<RunningClus
       health: () => {
         // Per-worker details (frame clock, V8 flags) come with the call list: keep it fresh here too.
         if (performance.now() - callCache.atMs > LIST_MAX_AGE_MS) void refreshCalls();
-        const workerHealth = (index: number): WorkerHealth | undefined => callCache.health.find((h) => h.index === index);
         return {
           status: closing !== undefined ? 'draining' : slots.every((slot) => slot.ready) ? 'ok' : 'degraded',
           calls: slots.reduce((sum, slot) => sum + slot.liveCalls, 0),
           ami: 'disabled',
-          workers: slots.map((slot) => ({
-            index: slot.index,
-            pid: slot.worker?.process.pid,
-            ready: slot.ready,
-            calls: slot.liveCalls,
-            audiosocket: slot.audiosocket,
-            frameClock: workerHealth(slot.index)?.frameClock,
-            nodeFlagsMissing: workerHealth(slot.index)?.nodeFlagsMissing,
-          })),
+          workers: slots.map((slot) => {
+            const reported = callCache.health.find((h) => h.index === slot.index);
+            return {
+              index: slot.index,
+              pid: slot.worker?.process.pid,
+              ready: slot.ready,
+              calls: slot.liveCalls,
+              audiosocket: slot.audiosocket,
+              frameClock: reported?.frameClock,
+              nodeFlagsMissing: reported?.nodeFlagsMissing,
+            };
+          }),
         };
       },
       metrics: async () => {
