@@ -350,13 +350,19 @@ function watchDownlink(fromHz: number, nowMs: () => number) {
   return { conversions, factory };
 }
 
+/** A session whose 16 kHz → line converter is watched, with its agent started and media not yet connected. */
+async function startWatchedDownlink() {
+  let clock: ManualClock | undefined;
+  const watch = watchDownlink(16_000, () => clock!.now());
+  const t = setup({ createConverter: watch.factory });
+  clock = t.clock;
+  await t.session.startAgent(t.provider, 1000);
+  return { t, watch };
+}
+
 describe('CallSession: agent audio is converted on the clock, not on arrival', () => {
   it('a 2 s reply that arrives at once costs each tick one frame of conversion, and plays bit-identical audio', async () => {
-    let clock: ManualClock | undefined;
-    const watch = watchDownlink(16_000, () => clock!.now());
-    const t = setup({ createConverter: watch.factory });
-    clock = t.clock;
-    await t.session.startAgent(t.provider, 1000);
+    const { t, watch } = await startWatchedDownlink();
     t.connect();
     const reply = sine(440, 2000, 16_000);
     // Twenty 100 ms messages in one read, as ElevenLabs sends a reply.
@@ -376,11 +382,7 @@ describe('CallSession: agent audio is converted on the clock, not on arrival', (
   });
 
   it('the greeting that arrived before media waits unconverted, and plays from the first frame', async () => {
-    let clock: ManualClock | undefined;
-    const watch = watchDownlink(16_000, () => clock!.now());
-    const t = setup({ createConverter: watch.factory });
-    clock = t.clock;
-    await t.session.startAgent(t.provider, 1000);
+    const { t, watch } = await startWatchedDownlink();
     t.agent.handlers.onAudio(sine(440, 600, 16_000), 1);
     t.clock.advance(500);
     expect(watch.conversions).toEqual([]);
@@ -392,11 +394,7 @@ describe('CallSession: agent audio is converted on the clock, not on arrival', (
   });
 
   it('barge-in drops the audio not converted yet at once: none of it is ever converted or played', async () => {
-    let clock: ManualClock | undefined;
-    const watch = watchDownlink(16_000, () => clock!.now());
-    const t = setup({ createConverter: watch.factory });
-    clock = t.clock;
-    await t.session.startAgent(t.provider, 1000);
+    const { t, watch } = await startWatchedDownlink();
     t.connect();
     t.agent.handlers.onAudio(sine(440, 2000, 16_000), 3);
     t.clock.advance(100);

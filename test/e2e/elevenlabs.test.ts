@@ -144,6 +144,15 @@ describe.skipIf(!detection.runtime)('e2e: calls to ElevenLabs agents (fake platf
     expect(tool).toMatchObject({ toolName: 'transfer_call', isError: false, parameters: { destination: 'sales' } });
   }
 
+  /** Greeting, the full 800 ms farewell line, then the target's own 1500 Hz announcement. */
+  function expectTransferHeard(heard: ReturnType<typeof heardReport>): void {
+    expectTones('phone heard', heard.segments, [
+      { hz: AGENT_HZ, ms: 600, startMs: [0, 120] },
+      { hz: AGENT_HZ, ms: 800, startMs: [1_850, 2_300] },
+      { hz: TRANSFER_TONE_HZ, ms: 1_000 },
+    ], heard.slackMs);
+  }
+
   it('transfer (README flow): the agent says its last sentence in full, then the caller lands on the target extension', async () => {
     onTestFailed(() => console.error(stack.diagnostics()));
     const { call, conversation } = await callAgent({ exten: '603', context: `${STAND_IN_PREFIX}-route-e2e-in`, callerPcm: transferCaller() });
@@ -154,12 +163,7 @@ describe.skipIf(!detection.runtime)('e2e: calls to ElevenLabs agents (fake platf
     expectTransferOutcome(call, conversation);
     expect(landed).toHaveLength(1);
     expect(landed[0]!.get('AiResult')).toBe('TRANSFER');
-    // Greeting, the full 800 ms farewell line, then the target's own 1500 Hz announcement.
-    expectTones('phone heard', heard.segments, [
-      { hz: AGENT_HZ, ms: 600, startMs: [0, 120] },
-      { hz: AGENT_HZ, ms: 800, startMs: [1_850, 2_300] },
-      { hz: TRANSFER_TONE_HZ, ms: 1_000 },
-    ], heard.slackMs);
+    expectTransferHeard(heard);
     expectPacing(heard);
     await stack.expectIdle();
   }, 30_000);
@@ -181,11 +185,7 @@ describe.skipIf(!detection.runtime)('e2e: calls to ElevenLabs agents (fake platf
       expect(landed).toHaveLength(0);
     } else {
       expect(landed).toHaveLength(1);
-      expectTones('phone heard', heard.segments, [
-        { hz: AGENT_HZ, ms: 600, startMs: [0, 120] },
-        { hz: AGENT_HZ, ms: 800, startMs: [1_850, 2_300] },
-        { hz: TRANSFER_TONE_HZ, ms: 1_000 },
-      ], heard.slackMs);
+      expectTransferHeard(heard);
     }
     expectPacing(heard);
     await stack.expectIdle();
